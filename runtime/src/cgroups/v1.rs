@@ -1,0 +1,70 @@
+//! cgroup v1 specifics: per-controller quirks of the legacy hierarchies.
+
+use std::fs;
+use std::path::Path;
+
+use super::write;
+use crate::devices::DeviceRule;
+use crate::error::{Error, Result};
+
+/// A new v1 cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems`, and
+/// no task can join it until both are set: copy them down from the nearest
+/// configured ancestor, top first.
+pub fn init_cpuset(mount_point: &Path, dir: &Path) -> Result<()> {
+    let Ok(rel) = dir.strip_prefix(mount_point) else {
+        return Ok(());
+    };
+    let mut current = mount_point.to_path_buf();
+    for component in rel.components() {
+        let parent = current.clone();
+        current.push(component);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = fs::read_to_string(current.join(file)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let theirs = fs::read_to_string(parent.join(file))
+                    .map_err(|e| Error::path("read", parent.join(file), e))?;
+                write(&current.join(file), theirs.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the allow-list into `devices.allow`/`devices.deny`, in order: a
+/// wildcard rule resets the whole list, so later rules refine earlier ones.
+pub fn apply_devices(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
+    for rule in rules {
+        let file = if rule.allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        write(&dir.join(file), &rule.to_v1_string())?;
+    }
+    Ok(())
+}
+
+pub fn is_frozen(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+}
+
+/// Writes `freezer.state` and waits until the kernel reports it done
+/// (FREEZING becomes FROZEN once every task has stopped).
+pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    let file = dir.join("freezer.state");
+    let mut delay = std::time::Duration::from_micros(100);
+    for _ in 0..1000 {
+        write(&file, want)?;
+        let now = fs::read_to_string(&file).map_err(|e| Error::path("read", &file, e))?;
+        if now.trim() == want {
+            return Ok(());
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(10));
+    }
+    Err(Error::Other(format!(
+        "{}: timed out waiting for {want}",
+        file.display()
+    )))
+}

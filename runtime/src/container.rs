@@ -1,0 +1,521 @@
+//! The container lifecycle as seen from the runtime's side (runtime.md
+//! "Lifecycle" and "Operations"): create, start, state, kill, delete.
+//!
+//! Process model (see ARCHITECTURE.md): `berth create` validates the whole
+//! config, makes the state directory and the cgroup, and clones the init
+//! with all new namespaces in one call. The init sets itself up (mounts,
+//! pivot_root, user, capabilities) and reports ready over a socketpair;
+//! create saves the state and exits, leaving the init blocked opening the
+//! exec fifo for writing. `berth start` opens the fifo for reading, which
+//! lets the init through to execve. No binary is re-executed.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::{Cgroup, CgroupsPath, Layout};
+use crate::config::Bundle;
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{ForChildren, Plan};
+use crate::state::{self, ContainerDir, State, Status};
+use crate::sync::{self, Msg};
+use crate::{namespaces, process, rlimits};
+
+/// Flags of `create` (and `run`) that shape the container.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A container that `create` just made, with its init still our child.
+pub struct Created {
+    pub pid: i32,
+    pub dir: ContainerDir,
+    pub state: State,
+}
+
+/// Everything checked before anything is created, so that a bad config
+/// leaves nothing behind.
+fn validate(spec: &Spec, rootfs: &Path, plan: &Plan) -> Result<()> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: required".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Config("process.args: must not be empty".into()));
+    }
+    if !rootfs.is_dir() {
+        return Err(Error::Config(format!(
+            "root.path {}: no such directory",
+            rootfs.display()
+        )));
+    }
+    if let Some(r) = process.rlimits() {
+        rlimits::validate(r)?;
+    }
+    if process.terminal() == Some(true) {
+        return Err(Error::Unsupported("process.terminal".into()));
+    }
+    if (spec.hostname().is_some() || spec.domainname().is_some())
+        && !plan.has(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::Config(
+            "hostname: setting a hostname or domainname needs a uts namespace".into(),
+        ));
+    }
+    if !plan.has(LinuxNamespaceType::Mount) {
+        return Err(Error::Config(
+            "linux.namespaces: a mount namespace is required".into(),
+        ));
+    }
+    if let Some(linux) = spec.linux() {
+        for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
+            check_sysctl(key, plan)?;
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Unsupported(
+                "linux.intelRdt (no resctrl filesystem on this host)".into(),
+            ));
+        }
+        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(Error::Unsupported("linux.netDevices".into()));
+        }
+    }
+    crate::process::root_propagation(spec)?;
+    for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(Error::Unsupported(format!(
+                "mounts: {}: idmapped mounts",
+                m.destination().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// runc's rule: a sysctl is allowed only when the namespace it belongs to is
+/// the container's own.
+fn check_sysctl(key: &str, plan: &Plan) -> Result<()> {
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(Error::Config(format!(
+            "linux.sysctl: {key} is not namespaced and cannot be set for a container"
+        )));
+    };
+    if !plan.has(needs) {
+        return Err(Error::Config(format!(
+            "linux.sysctl: {key} needs a {} namespace of the container's own",
+            namespaces::type_name(needs)
+        )));
+    }
+    Ok(())
+}
+
+/// runtime.md "Create".
+pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
+    state::validate_id(id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let rootfs = bundle.rootfs()?;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    let plan = Plan::new(linux)?;
+    validate(spec, &rootfs, &plan)?;
+    let cgroups_path = CgroupsPath::parse(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+    let layout = Layout::detect()?;
+    let cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
+
+    let dir = ContainerDir::create(root, id)?;
+    let me = std::process::id() as i32;
+    let mut st = State {
+        id: id.to_string(),
+        pid: 0,
+        pid_start: 0,
+        creator_pid: me,
+        creator_start: state::process_start_time(me).unwrap_or(0),
+        bundle: bundle.dir.clone(),
+        rootfs: rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        cgroup_paths: cgroup.paths.clone(),
+        cgroup_owned: false,
+        config: bundle.raw.clone(),
+    };
+    // From here on, a failure undoes what was made (see Undo).
+    let mut undo = Undo {
+        dir: Some(dir),
+        cgroup: None,
+        pid: 0,
+    };
+    match create_in(&mut undo, &mut st, &bundle, &plan, &layout, cgroup, opts) {
+        Ok(pid) => {
+            let dir = undo.dir.take().expect("dir is set until committed");
+            Ok(Created {
+                pid,
+                dir,
+                state: st,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_in(
+    undo: &mut Undo,
+    st: &mut State,
+    bundle: &Bundle,
+    plan: &Plan,
+    layout: &Layout,
+    cgroup: Cgroup,
+    opts: &CreateOptions,
+) -> Result<i32> {
+    let dir = undo.dir.as_ref().expect("dir is set");
+    dir.save(st)?;
+    let fifo = dir.fifo_path();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    st.cgroup_owned = cgroup.create(layout)?;
+    undo.cgroup = Some((cgroup.clone(), st.cgroup_owned));
+    dir.save(st)?;
+
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
+
+    // Namespaces that apply to children: switch, clone, switch back.
+    let mut for_children = Vec::new();
+    if let Some(p) = &plan.join_pid {
+        for_children.push(ForChildren::join(
+            "pid",
+            nix::sched::CloneFlags::CLONE_NEWPID,
+            p,
+        )?);
+    }
+    if let Some(p) = &plan.join_time {
+        for_children.push(ForChildren::join(
+            "time",
+            nix::sched::CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+            p,
+        )?);
+    } else if plan.new_time {
+        for_children.push(ForChildren::new_time(
+            linux.and_then(|l| l.time_offsets().as_ref()),
+        )?);
+    }
+
+    let init_args = process::InitArgs {
+        id: &st.id,
+        spec,
+        bundle: &bundle.dir,
+        rootfs: &st.rootfs,
+        plan,
+        layout,
+        cgroup: &cgroup,
+        channel: child_end,
+        close_fds: vec![parent_end.raw_fd(), dir.lock_fd()],
+        exec_fifo: &fifo,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+    };
+    let pid = clone_init(plan.clone_flags, init_args)?;
+    undo.pid = pid;
+    for guard in for_children {
+        guard.restore()?;
+    }
+
+    if plan.new_user {
+        namespaces::write_id_maps(pid, linux.expect("user namespace implies linux"))?;
+    }
+    cgroup.add(pid)?;
+    cgroup.apply_devices(
+        layout,
+        linux.and_then(|l| l.resources().as_ref()),
+        linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default(),
+    )?;
+    if let Some(r) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) {
+        rlimits::apply(pid, r)?;
+    }
+    parent_end
+        .send(&Msg::Go)
+        .ctx(|| "signal the container init")?;
+    match parent_end.recv().ctx(|| "read from the container init")? {
+        Some(Msg::Ready) => {}
+        Some(Msg::Error(e)) => return Err(Error::Other(e)),
+        Some(other) => {
+            return Err(Error::Other(format!(
+                "container init: unexpected {other:?}"
+            )))
+        }
+        None => return Err(Error::Other("container init exited during setup".into())),
+    }
+
+    st.pid = pid;
+    st.pid_start = state::process_start_time(pid).unwrap_or(0);
+    dir.save(st)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, pid)?;
+    }
+    parent_end
+        .send(&Msg::Committed)
+        .ctx(|| "signal the container init")?;
+    Ok(pid)
+}
+
+/// Clones the init with `flags` like fork(2) (same stack, copy-on-write);
+/// the child runs [`process::run`] and never returns here.
+fn clone_init(flags: nix::sched::CloneFlags, args: process::InitArgs) -> Result<i32> {
+    // SAFETY: a raw clone without CLONE_VM behaves like fork. berth is
+    // single-threaded, so the child's copy of the heap and its locks is
+    // consistent.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(Error::sys(
+            "clone the container init",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        process::run(args);
+    }
+    Ok(pid as i32)
+}
+
+/// Writes the pid file atomically, as containerd reads it right away.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).map_err(|e| Error::path("resolve", path, e))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::path("write pid file", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::path("write pid file", &path, e))
+}
+
+/// What a failed create must take back, in reverse order of making it.
+struct Undo {
+    dir: Option<ContainerDir>,
+    cgroup: Option<(Cgroup, bool)>,
+    pid: i32,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        if self.pid > 0 {
+            // SAFETY: our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+        if let Some((cgroup, owned)) = &self.cgroup {
+            if *owned {
+                if let Err(e) = cgroup.remove() {
+                    tracing::warn!("cleanup after failed create: {e}");
+                }
+            }
+        }
+        if let Err(e) = dir.remove() {
+            tracing::warn!("cleanup after failed create: {e}");
+        }
+    }
+}
+
+/// A container looked up by ID, with its directory locked.
+pub struct Container {
+    pub dir: ContainerDir,
+    pub state: State,
+    pub layout: Layout,
+}
+
+impl Container {
+    pub fn load(root: &Path, id: &str) -> Result<Container> {
+        let dir = ContainerDir::open(root, id)?;
+        let state = dir.load()?.ok_or_else(|| Error::NotFound(id.into()))?;
+        Ok(Container {
+            dir,
+            state,
+            layout: Layout::detect()?,
+        })
+    }
+
+    pub fn cgroup(&self) -> Cgroup {
+        Cgroup {
+            paths: self.state.cgroup_paths.clone(),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        status_of(&self.dir.path, &self.state, &self.layout)
+    }
+}
+
+pub fn status_of(dir: &Path, st: &State, layout: &Layout) -> Status {
+    state::status(dir, st, || {
+        Cgroup {
+            paths: st.cgroup_paths.clone(),
+        }
+        .is_frozen(layout)
+    })
+}
+
+/// runtime.md "Start": releases the init blocked on the exec fifo.
+pub fn start(c: &Container) -> Result<()> {
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::State(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        s => {
+            return Err(Error::State(format!(
+                "cannot start an already {s} container"
+            )))
+        }
+    }
+    release_init(&c.dir.fifo_path(), c.state.pid, c.state.pid_start)
+}
+
+/// Opens the exec fifo for reading (never blocking: the open succeeds at
+/// once with O_NONBLOCK) and waits for the init's byte, watching that the
+/// init is still alive meanwhile.
+pub fn release_init(fifo: &Path, pid: i32, pid_start: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(fifo)
+        .map_err(|e| Error::path("open exec fifo", fifo, e))?;
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: poll on one pollfd we own.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if r > 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: read into a one-byte buffer.
+            let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                break;
+            }
+        }
+        if !state::is_same_process(pid, pid_start) {
+            return Err(Error::State("container init exited before start".into()));
+        }
+    }
+    std::fs::remove_file(fifo).map_err(|e| Error::path("remove", fifo, e))
+}
+
+/// runtime.md "Kill".
+pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
+    let status = c.status();
+    if status == Status::Stopped && !all {
+        return Err(Error::State("container not running".into()));
+    }
+    if all {
+        return c.cgroup().signal_all(&c.layout, signal);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.state.pid),
+        nix::sys::signal::Signal::try_from(signal).ok(),
+    )
+    .ctx(|| format!("kill container init {}", c.state.pid))
+}
+
+/// runtime.md "Delete". A `created` container is killed and removed without
+/// --force, as runc does (containerd relies on it); a running or paused one
+/// only with --force.
+pub fn delete(c: Container, force: bool) -> Result<()> {
+    let status = c.status();
+    match status {
+        Status::Stopped => {}
+        Status::Created | Status::Creating => kill_and_wait(&c)?,
+        Status::Running | Status::Paused if force => kill_and_wait(&c)?,
+        s => {
+            return Err(Error::State(format!(
+                "cannot delete container {} that is not stopped: {s}",
+                c.state.id
+            )))
+        }
+    }
+    destroy(c)
+}
+
+/// SIGKILLs everything in the container and waits until the init is gone.
+fn kill_and_wait(c: &Container) -> Result<()> {
+    let cgroup = c.cgroup();
+    if cgroup.is_frozen(&c.layout) {
+        // Signals are not delivered to frozen tasks.
+        let _ = cgroup.signal_all(&c.layout, libc::SIGKILL);
+        let _ = cgroup.freeze(&c.layout, false);
+    }
+    if c.state.pid > 0 && state::is_same_process(c.state.pid, c.state.pid_start) {
+        // SAFETY: kill(2) of the container's init, identity checked above.
+        unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+    }
+    cgroup.signal_all(&c.layout, libc::SIGKILL)?;
+    wait_gone(c.state.pid, c.state.pid_start);
+    Ok(())
+}
+
+/// Waits (bounded) for a process that is not necessarily our child to die.
+fn wait_gone(pid: i32, start: u64) {
+    let mut delay = std::time::Duration::from_micros(100);
+    for _ in 0..200 {
+        if !state::is_same_process(pid, start) {
+            return;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Removes the cgroup and the state of a stopped container.
+pub fn destroy(c: Container) -> Result<()> {
+    let cgroup = c.cgroup();
+    if c.state.cgroup_owned {
+        // Stragglers in a container without its own pid namespace.
+        if !cgroup.pids(&c.layout).is_empty() {
+            cgroup.signal_all(&c.layout, libc::SIGKILL)?;
+        }
+        cgroup.remove()?;
+    }
+    c.dir.remove()
+}

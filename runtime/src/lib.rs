@@ -1,0 +1,31 @@
+//! berth: a runc-compatible OCI runtime, as a library. The `berth` binary
+//! is a thin command line over [`commands`]; see ARCHITECTURE.md for the
+//! process model.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod commands;
+pub mod config;
+pub mod container;
+pub mod devices;
+pub mod error;
+pub mod logging;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod rlimits;
+pub mod rootfs;
+pub mod state;
+pub mod sync;
+pub mod sys;
+pub mod user;
+
+/// berth's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The newest runtime-spec version berth implements.
+pub const SPEC_VERSION: &str = "1.2.1";
+/// The commit berth was built from, when known.
+pub const COMMIT: &str = match option_env!("BERTH_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};

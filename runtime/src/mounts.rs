@@ -1,0 +1,615 @@
+//! Mounts (config.md "Mounts", config-linux.md "Mounts", "Masked Paths",
+//! "Readonly Paths").
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+
+use crate::cgroups::{Cgroup, Layout};
+use crate::error::{Context, Error, Result};
+use crate::rootfs::{fd_path, Root};
+use crate::sys::{self, MountAttr};
+
+/// A mount's `options`, split the way mount(2) and mount_setattr(2) want them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub flags: MsFlags,
+    /// Propagation changes, applied after the mount in the order given.
+    pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr.
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    /// Filesystem-specific options (`mode=755`, `size=64k`), passed as data.
+    pub data: Vec<String>,
+    /// crun/runc's `tmpcopyup`: a tmpfs starts with the directory's contents.
+    pub tmpcopyup: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            flags: MsFlags::empty(),
+            propagation: Vec::new(),
+            attr_set: 0,
+            attr_clr: 0,
+            data: Vec::new(),
+            tmpcopyup: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn parse(options: &[String]) -> Options {
+        let mut o = Options::default();
+        for opt in options {
+            let set = |o: &mut Options, f| o.flags.insert(f);
+            let clr = |o: &mut Options, f| o.flags.remove(f);
+            match opt.as_str() {
+                "defaults" => {}
+                "ro" => set(&mut o, MsFlags::MS_RDONLY),
+                "rw" => clr(&mut o, MsFlags::MS_RDONLY),
+                "bind" => set(&mut o, MsFlags::MS_BIND),
+                "rbind" => set(&mut o, MsFlags::MS_BIND | MsFlags::MS_REC),
+                "nosuid" => set(&mut o, MsFlags::MS_NOSUID),
+                "suid" => clr(&mut o, MsFlags::MS_NOSUID),
+                "nodev" => set(&mut o, MsFlags::MS_NODEV),
+                "dev" => clr(&mut o, MsFlags::MS_NODEV),
+                "noexec" => set(&mut o, MsFlags::MS_NOEXEC),
+                "exec" => clr(&mut o, MsFlags::MS_NOEXEC),
+                "sync" => set(&mut o, MsFlags::MS_SYNCHRONOUS),
+                "async" => clr(&mut o, MsFlags::MS_SYNCHRONOUS),
+                "dirsync" => set(&mut o, MsFlags::MS_DIRSYNC),
+                "remount" => set(&mut o, MsFlags::MS_REMOUNT),
+                "mand" => set(&mut o, MsFlags::MS_MANDLOCK),
+                "nomand" => clr(&mut o, MsFlags::MS_MANDLOCK),
+                "atime" => clr(&mut o, MsFlags::MS_NOATIME),
+                "noatime" => set(&mut o, MsFlags::MS_NOATIME),
+                "diratime" => clr(&mut o, MsFlags::MS_NODIRATIME),
+                "nodiratime" => set(&mut o, MsFlags::MS_NODIRATIME),
+                "relatime" => set(&mut o, MsFlags::MS_RELATIME),
+                "norelatime" => clr(&mut o, MsFlags::MS_RELATIME),
+                "strictatime" => set(&mut o, MsFlags::MS_STRICTATIME),
+                "nostrictatime" => clr(&mut o, MsFlags::MS_STRICTATIME),
+                "iversion" => set(&mut o, MsFlags::MS_I_VERSION),
+                "noiversion" => clr(&mut o, MsFlags::MS_I_VERSION),
+                "lazytime" => set(&mut o, MsFlags::MS_LAZYTIME),
+                "nolazytime" => clr(&mut o, MsFlags::MS_LAZYTIME),
+                "silent" => set(&mut o, MsFlags::MS_SILENT),
+                "loud" => clr(&mut o, MsFlags::MS_SILENT),
+                "nosymfollow" => set(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+                "symfollow" => clr(&mut o, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+                "private" => o.propagation.push(MsFlags::MS_PRIVATE),
+                "rprivate" => o.propagation.push(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+                "shared" => o.propagation.push(MsFlags::MS_SHARED),
+                "rshared" => o.propagation.push(MsFlags::MS_SHARED | MsFlags::MS_REC),
+                "slave" => o.propagation.push(MsFlags::MS_SLAVE),
+                "rslave" => o.propagation.push(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+                "unbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE),
+                "runbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+                "tmpcopyup" => o.tmpcopyup = true,
+                other => {
+                    if let Some((set, attr)) = recursive_attr(other) {
+                        if set {
+                            o.attr_set |= attr;
+                            o.attr_clr &= !attr;
+                        } else {
+                            o.attr_clr |= attr;
+                            o.attr_set &= !attr;
+                        }
+                        // The atime attributes are one field: clearing means
+                        // "replace the whole field".
+                        if attr & sys::MOUNT_ATTR__ATIME != 0 || other == "rrelatime" {
+                            o.attr_clr |= sys::MOUNT_ATTR__ATIME;
+                        }
+                    } else {
+                        o.data.push(other.to_string());
+                    }
+                }
+            }
+        }
+        o
+    }
+
+    fn data(&self) -> Option<String> {
+        (!self.data.is_empty()).then(|| self.data.join(","))
+    }
+
+    fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// The recursive (mount_setattr) forms: (set?, MOUNT_ATTR_*).
+fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (true, sys::MOUNT_ATTR_RDONLY),
+        "rrw" => (false, sys::MOUNT_ATTR_RDONLY),
+        "rnosuid" => (true, sys::MOUNT_ATTR_NOSUID),
+        "rsuid" => (false, sys::MOUNT_ATTR_NOSUID),
+        "rnodev" => (true, sys::MOUNT_ATTR_NODEV),
+        "rdev" => (false, sys::MOUNT_ATTR_NODEV),
+        "rnoexec" => (true, sys::MOUNT_ATTR_NOEXEC),
+        "rexec" => (false, sys::MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (true, sys::MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => (false, sys::MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (true, sys::MOUNT_ATTR_RELATIME),
+        "rnorelatime" => (false, sys::MOUNT_ATTR_RELATIME),
+        "rnoatime" => (true, sys::MOUNT_ATTR_NOATIME),
+        "ratime" => (false, sys::MOUNT_ATTR_NOATIME),
+        "rstrictatime" => (true, sys::MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => (false, sys::MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (true, sys::MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => (false, sys::MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Flags of the mount at `path` that an unprivileged remount may not clear,
+/// so a bind remount must carry them over.
+pub fn locked_flags<P: ?Sized + nix::NixPath>(path: &P) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// What mounting needs besides the mount entry itself.
+pub struct MountContext<'a> {
+    pub root: &'a Root,
+    pub bundle: &'a Path,
+    pub layout: &'a Layout,
+    pub cgroup: &'a Cgroup,
+    pub cgroupns: bool,
+}
+
+/// Mounts every `mounts` entry, in order (config.md: "in the listed order").
+pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<()> {
+    for m in mounts {
+        mount_one(ctx, m)?;
+    }
+    Ok(())
+}
+
+fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let opts = Options::parse(m.options().as_deref().unwrap_or_default());
+    let is_bind = opts.is_bind() || typ == "bind";
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, dest, &opts);
+    }
+    let source: Option<PathBuf> = m.source().as_ref().map(|s| {
+        if is_bind && s.is_relative() {
+            ctx.bundle.join(s)
+        } else {
+            s.clone()
+        }
+    });
+    let target = if is_bind {
+        let src = source.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "mounts: {}: bind mount needs a source",
+                dest.display()
+            ))
+        })?;
+        let meta = std::fs::metadata(src).map_err(|e| {
+            Error::Config(format!(
+                "mounts: {}: source {}: {e}",
+                dest.display(),
+                src.display()
+            ))
+        })?;
+        if meta.is_dir() {
+            ctx.root.mkdir_all(dest)?
+        } else {
+            ctx.root.create_file(dest)?
+        }
+    } else {
+        ctx.root.mkdir_all(dest)?
+    };
+    let target_path = fd_path(&target);
+    let what = || {
+        format!(
+            "mount {} ({typ}) at {}",
+            source.as_deref().unwrap_or(Path::new(typ)).display(),
+            dest.display()
+        )
+    };
+    if is_bind {
+        let src = source.as_deref().unwrap_or(Path::new(""));
+        mount(
+            Some(src),
+            target_path.as_c_str(),
+            None::<&str>,
+            opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .ctx(what)?;
+    } else if opts.tmpcopyup && typ == "tmpfs" {
+        tmpfs_copyup(ctx.root, dest, &target, &opts)?;
+    } else {
+        mount(
+            source.as_deref().or(Some(Path::new(typ))),
+            target_path.as_c_str(),
+            Some(typ),
+            opts.flags,
+            opts.data().as_deref(),
+        )
+        .ctx(what)?;
+    }
+    // The fd above names the directory under the new mount; act on the mount.
+    let mounted = ctx
+        .root
+        .open_in(dest, libc::O_PATH)
+        .map_err(|e| Error::path("open", dest, e))?;
+    let mounted_path = fd_path(&mounted);
+    let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if is_bind && !extra.is_empty() {
+        let flags =
+            extra | locked_flags(mounted_path.as_c_str()) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        mount(
+            None::<&str>,
+            mounted_path.as_c_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount {} with its options", dest.display()))?;
+    }
+    for p in &opts.propagation {
+        mount(
+            None::<&str>,
+            mounted_path.as_c_str(),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .ctx(|| format!("set propagation of {}", dest.display()))?;
+    }
+    if opts.attr_set != 0 || opts.attr_clr != 0 {
+        let attr = MountAttr {
+            attr_set: opts.attr_set,
+            attr_clr: opts.attr_clr,
+            ..Default::default()
+        };
+        sys::mount_setattr(
+            mounted.as_raw_fd(),
+            c"",
+            libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+            &attr,
+        )
+        .map_err(|e| Error::path("set recursive mount attributes on", dest, e))?;
+    }
+    Ok(())
+}
+
+/// `tmpcopyup`: a tmpfs that starts with what the directory under it held.
+fn tmpfs_copyup(root: &Root, dest: &Path, under: &OwnedFd, opts: &Options) -> Result<()> {
+    let staging = tempdir_in_proc()?;
+    let s = staging.path();
+    mount(
+        Some("tmpfs"),
+        s,
+        Some("tmpfs"),
+        opts.flags,
+        opts.data().as_deref(),
+    )
+    .ctx(|| "mount staging tmpfs")?;
+    let result = (|| {
+        let src = fd_path(under);
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", src.to_string_lossy()))
+            .arg(s)
+            .status()
+            .map_err(|e| Error::sys("run cp for tmpcopyup", e))?;
+        if !status.success() {
+            return Err(Error::Other(format!(
+                "tmpcopyup of {}: cp failed",
+                dest.display()
+            )));
+        }
+        let target = root
+            .open_in(dest, libc::O_PATH)
+            .map_err(|e| Error::path("open", dest, e))?;
+        mount(
+            Some(s),
+            fd_path(&target).as_c_str(),
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .ctx(|| format!("move tmpfs onto {}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = nix::mount::umount2(s, nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir(s);
+    result
+}
+
+struct StagingDir(PathBuf);
+impl StagingDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn tempdir_in_proc() -> Result<StagingDir> {
+    let p = std::env::temp_dir().join(format!("berth-copyup-{}", std::process::id()));
+    std::fs::create_dir_all(&p).map_err(|e| Error::path("mkdir", &p, e))?;
+    Ok(StagingDir(p))
+}
+
+/// A `cgroup` mount: on cgroup v1 a tmpfs with one subdirectory per
+/// hierarchy, as runc lays it out; on a pure v2 host the cgroup2 tree. With
+/// a cgroup namespace the hierarchies are mounted afresh (they show the
+/// container's cgroup as root); without one, the container's own cgroup
+/// directories are bind-mounted.
+fn mount_cgroup(ctx: &MountContext, dest: &Path, opts: &Options) -> Result<()> {
+    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    if ctx.layout.is_pure_v2() {
+        let target = ctx.root.mkdir_all(dest)?;
+        return mount_hierarchy(ctx, &target, None, 0, flags, dest);
+    }
+    let target = ctx.root.mkdir_all(dest)?;
+    mount(
+        Some("tmpfs"),
+        fd_path(&target).as_c_str(),
+        Some("tmpfs"),
+        (flags & !MsFlags::MS_RDONLY) | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mount tmpfs for cgroups at {}", dest.display()))?;
+    for (i, h) in ctx.layout.hierarchies.iter().enumerate() {
+        let name = h
+            .mount_point
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| h.controllers.join(",").into());
+        let sub = dest.join(&name);
+        let sub_fd = ctx.root.mkdir_all(&sub)?;
+        mount_hierarchy(ctx, &sub_fd, Some(h), i, flags, &sub)?;
+        // Co-mounted controllers (cpu,cpuacct) also get a link per controller.
+        let name_s = name.to_string_lossy();
+        if name_s.contains(',') {
+            for c in name_s.split(',') {
+                let (dir, link) = ctx.root.parent_of(&dest.join(c))?;
+                let target = CString::new(name_s.as_bytes()).expect("no NUL");
+                // SAFETY: symlinkat on our dir fd with NUL-terminated strings.
+                unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), link.as_ptr()) };
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let again = ctx
+            .root
+            .open_in(dest, libc::O_PATH)
+            .map_err(|e| Error::path("open", dest, e))?;
+        let p = fd_path(&again);
+        mount(
+            None::<&str>,
+            p.as_c_str(),
+            None::<&str>,
+            flags
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .ctx(|| format!("remount {} read-only", dest.display()))?;
+    }
+    Ok(())
+}
+
+fn mount_hierarchy(
+    ctx: &MountContext,
+    target: &OwnedFd,
+    h: Option<&crate::cgroups::Hierarchy>,
+    index: usize,
+    flags: MsFlags,
+    shown: &Path,
+) -> Result<()> {
+    let target_path = fd_path(target);
+    let is_v2 = h.is_none_or(|h| h.is_v2());
+    if ctx.cgroupns {
+        let (fstype, data) = if is_v2 {
+            ("cgroup2", None)
+        } else {
+            ("cgroup", h.map(|h| h.controllers.join(",")))
+        };
+        mount(
+            Some(fstype),
+            target_path.as_c_str(),
+            Some(fstype),
+            flags,
+            data.as_deref(),
+        )
+        .ctx(|| format!("mount {fstype} at {}", shown.display()))?;
+        return Ok(());
+    }
+    let index = if h.is_none() {
+        ctx.layout
+            .hierarchies
+            .iter()
+            .position(|h| h.is_v2())
+            .unwrap_or(0)
+    } else {
+        index
+    };
+    let src = ctx
+        .cgroup
+        .paths
+        .get(index)
+        .ok_or_else(|| Error::Other("cgroup path missing".into()))?;
+    mount(
+        Some(src.as_path()),
+        target_path.as_c_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mount {} at {}", src.display(), shown.display()))?;
+    let extra = flags & !MsFlags::MS_REMOUNT;
+    if !extra.is_empty() {
+        let again = ctx
+            .root
+            .open_in(shown, libc::O_PATH)
+            .map_err(|e| Error::path("open", shown, e))?;
+        mount(
+            None::<&str>,
+            fd_path(&again).as_c_str(),
+            None::<&str>,
+            extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+            None::<&str>,
+        )
+        .ctx(|| format!("remount {}", shown.display()))?;
+    }
+    Ok(())
+}
+
+/// Bind-mounts the host path `src` onto the object `target` refers to.
+pub fn bind_onto_fd(src: &CStr, target: &OwnedFd, recursive: bool) -> nix::Result<()> {
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(
+        Some(src),
+        fd_path(target).as_c_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+}
+
+/// config-linux.md "Masked Paths": each existing path is hidden behind an
+/// empty read-only tmpfs (directories) or /dev/null (anything else).
+/// Runs after pivot_root, so paths are the container's own.
+pub fn apply_masked_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::path("stat masked path", p, e)),
+        };
+        let r = if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                p.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                p.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        r.ctx(|| format!("mask {p}"))?;
+    }
+    Ok(())
+}
+
+/// config-linux.md "Readonly Paths": each existing path is bind-mounted onto
+/// itself and remounted read-only.
+pub fn apply_readonly_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        match mount(
+            Some(p.as_str()),
+            p.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(Error::path("bind readonly path", p, e)),
+        }
+        let flags = locked_flags(p.as_str())
+            | MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_REC;
+        mount(None::<&str>, p.as_str(), None::<&str>, flags, None::<&str>)
+            .ctx(|| format!("make {p} read-only"))?;
+    }
+    Ok(())
+}
+
+/// Detached copy of a mount tree, for idmapped mounts.
+pub fn clone_tree(src: &CStr) -> std::io::Result<OwnedFd> {
+    sys::open_tree(
+        libc::AT_FDCWD,
+        src,
+        sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE | libc::O_CLOEXEC as u32,
+    )
+}
+
+pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> std::io::Result<()> {
+    sys::move_mount_to_fd(tree.as_fd(), target.as_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(opts: &[&str]) -> Options {
+        Options::parse(&opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_set_and_clear_in_order() {
+        let o = parse(&[
+            "nosuid",
+            "ro",
+            "rw",
+            "mode=755",
+            "size=65536k",
+            "rbind",
+            "rslave",
+        ]);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_BIND | MsFlags::MS_REC
+        );
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = parse(&["rro", "rnosuid", "rnoatime"]);
+        assert_eq!(
+            o.attr_set,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOATIME
+        );
+        assert!(o.attr_clr & sys::MOUNT_ATTR__ATIME != 0);
+        let o = parse(&["rro", "rrw"]);
+        assert_eq!(o.attr_set, 0);
+        assert_eq!(o.attr_clr, sys::MOUNT_ATTR_RDONLY);
+    }
+}

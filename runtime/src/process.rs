@@ -1,0 +1,468 @@
+//! The container's init: everything that happens inside the new namespaces,
+//! from clone to the user's program, in the order the kernel requires.
+//!
+//! [`container_init`] is the whole start path, top to bottom; each step is a
+//! function named for the spec section it implements.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::capabilities::CapSets;
+use crate::cgroups::{Cgroup, Layout};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::Plan;
+use crate::rootfs::{self, Root};
+use crate::sync::{Channel, Msg};
+use crate::{devices, mounts};
+
+/// Everything the init needs, prepared by the parent before the clone so
+/// the init only has to make system calls.
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub layout: &'a Layout,
+    pub cgroup: &'a Cgroup,
+    pub channel: Channel,
+    /// fds of the parent that the init must not keep (its channel end, the
+    /// container lock: holding that would block every later command).
+    pub close_fds: Vec<i32>,
+    pub exec_fifo: &'a Path,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Entry point of the cloned child; never returns.
+pub fn run(args: InitArgs) -> ! {
+    let err = match container_init(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if args.channel.send(&Msg::Error(err.to_string())).is_err() {
+        // Past the handshake nobody listens on the channel; stderr is the
+        // container's, which is where `run` shows it.
+        eprintln!("berth: {err}");
+    }
+    // SAFETY: _exit skips the parent's atexit handlers and buffers.
+    unsafe { libc::_exit(127) }
+}
+
+/// runtime.md "Lifecycle" steps 2–6 as seen from the container's process.
+fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
+    for fd in &a.close_fds {
+        // SAFETY: closing the parent's fds that this process inherited.
+        unsafe { libc::close(*fd) };
+    }
+    // Until the parent has saved the state, the init dies with it; and no
+    // process in the container may ptrace or open /proc/<init>/exe of a
+    // process still running berth's code (CVE-2019-5736).
+    set_parent_death_signal(libc::SIGKILL)?;
+    set_dumpable(false)?;
+    // SAFETY: umask never fails. Device and directory modes are exact.
+    unsafe { libc::umask(0) };
+
+    expect(&a.channel, Msg::Go)?;
+    a.plan.join_in_init()?;
+    if a.plan.new_user {
+        become_root_in_user_namespace()?;
+    }
+    if a.plan.new_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace")?;
+    }
+    if !a.no_new_keyring {
+        join_session_keyring(a.id);
+    }
+    let linux = a.spec.linux().as_ref();
+    let process = a
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: required".into()))?;
+
+    let has_mount_ns = a.plan.has(LinuxNamespaceType::Mount);
+    if has_mount_ns {
+        setup_rootfs(a)?;
+    }
+    // Held across pivot_root: the fifo lives in berth's state directory.
+    let fifo = open_path(a.exec_fifo)?;
+    if has_mount_ns {
+        change_root(a)?;
+    } else {
+        nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    }
+    if let Some(hostname) = a.spec.hostname() {
+        nix::unistd::sethostname(hostname).ctx(|| format!("set hostname {hostname:?}"))?;
+    }
+    if let Some(domainname) = a.spec.domainname() {
+        set_domainname(domainname)?;
+    }
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        apply_sysctl(sysctl)?;
+    }
+    if has_mount_ns {
+        if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
+            mounts::apply_readonly_paths(paths)?;
+        }
+        if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
+            mounts::apply_masked_paths(paths)?;
+        }
+    }
+
+    let env = environment(process);
+    change_cwd(process)?;
+    let program = find_program(process, &env)?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            Error::path(
+                "write process.oomScoreAdj to",
+                "/proc/self/oom_score_adj",
+                e,
+            )
+        })?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        set_no_new_privileges()?;
+    }
+    let caps = CapSets::from_spec(process.capabilities().as_ref());
+    caps.apply_bounding()?;
+    set_user(process)?;
+    caps.apply()?;
+
+    // Created: report, then wait for `start` on the exec fifo.
+    a.channel
+        .send(&Msg::Ready)
+        .ctx(|| "report ready to berth create")?;
+    expect(&a.channel, Msg::Committed)?;
+    set_parent_death_signal(0)?;
+    wait_for_start(&fifo)?;
+    drop(fifo);
+
+    exec(a, process, &program, &env)
+}
+
+fn expect(channel: &Channel, want: Msg) -> Result<()> {
+    match channel.recv().ctx(|| "read from berth create")? {
+        Some(m) if m == want => Ok(()),
+        Some(Msg::Error(e)) => Err(Error::Other(e)),
+        Some(other) => Err(Error::Other(format!("unexpected message {other:?}"))),
+        None => Err(Error::Other("berth create went away".into())),
+    }
+}
+
+fn set_parent_death_signal(sig: i32) -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(Error::sys(
+            "prctl(PR_SET_PDEATHSIG)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn set_dumpable(on: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
+        return Err(Error::sys(
+            "prctl(PR_SET_DUMPABLE)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// In a new user namespace the init starts as the overflow user until the
+/// maps exist; become the namespace's root so setup runs as 0:0 there.
+fn become_root_in_user_namespace() -> Result<()> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .ctx(|| "setresgid 0 in the user namespace")?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .ctx(|| "setresuid 0 in the user namespace")?;
+    Ok(())
+}
+
+/// A new session keyring, so the container cannot see the host's keys.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{id}")).unwrap_or_else(|_| c"_ses".to_owned());
+    // SAFETY: keyctl with a NUL-terminated name. Failure (no keyring
+    // support, or EDQUOT) is not fatal, as with runc.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+}
+
+/// config.md "Root" and "Mounts", config-linux.md "Devices": propagation,
+/// the rootfs bind, every mount in order, then the device nodes.
+fn setup_rootfs(a: &InitArgs) -> Result<()> {
+    let linux = a.spec.linux().as_ref();
+    let propagation = root_propagation(a.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    rootfs::prepare(a.rootfs, propagation)?;
+    let root = Root::open(a.rootfs)?;
+    let mounts = a.spec.mounts().as_deref().unwrap_or_default();
+    let ctx = mounts::MountContext {
+        root: &root,
+        bundle: a.bundle,
+        layout: a.layout,
+        cgroup: a.cgroup,
+        cgroupns: a.plan.has(LinuxNamespaceType::Cgroup),
+    };
+    mounts::mount_all(&ctx, mounts)?;
+    // runc leaves /dev alone when the config bind-mounts it from elsewhere.
+    let dev_is_bind = mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_bind {
+        let devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
+        devices::create_devices(&root, devices, a.plan.new_user)?;
+        devices::create_dev_symlinks(&root)?;
+    }
+    Ok(())
+}
+
+/// config-linux.md "Rootfs Mount Propagation".
+pub fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(match p {
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => {
+            return Err(Error::Config(format!(
+                "linux.rootfsPropagation: unknown value {other:?}"
+            )))
+        }
+    }))
+}
+
+/// pivot_root (or move + chroot with --no-pivot), then root.readonly.
+fn change_root(a: &InitArgs) -> Result<()> {
+    if a.no_pivot {
+        rootfs::move_root(a.rootfs)?;
+    } else {
+        rootfs::pivot_root(a.rootfs)?;
+    }
+    if let Some(p) = root_propagation(a.spec)? {
+        rootfs::set_root_propagation(p)?;
+    }
+    if a.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        rootfs::make_readonly("/")?;
+    }
+    Ok(())
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: setdomainname with a buffer and its length.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(Error::sys(
+            format!("set domainname {name:?}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// config-linux.md "Sysctl": written before /proc/sys becomes read-only.
+fn apply_sysctl(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
+    for (key, value) in sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| Error::Sys {
+            what: format!("write linux.sysctl {key}={value:?} to {path}"),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+/// An O_PATH handle, reopened later through /proc/self/fd.
+fn open_path(p: &Path) -> Result<OwnedFd> {
+    let c =
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Other("NUL in path".into()))?;
+    crate::sys::openat2(libc::AT_FDCWD, &c, libc::O_PATH, 0, 0)
+        .map_err(|e| Error::path("open", p, e))
+}
+
+/// config.md "process.env", plus HOME when the config leaves it out, as runc does.
+fn environment(process: &Process) -> Vec<String> {
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let uid = process.user().uid();
+        let home = crate::user::home_of(uid).unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// config.md "process.cwd": chdir, then check the kernel agrees we are inside
+/// the container's root (a cwd through a leaked fd would be "unreachable").
+fn change_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
+    if !cwd.is_absolute() {
+        return Err(Error::Config(format!(
+            "process.cwd {}: must be an absolute path",
+            cwd.display()
+        )));
+    }
+    nix::unistd::chdir(cwd).map_err(|e| Error::path("chdir to process.cwd", cwd, e))?;
+    let now = nix::unistd::getcwd()
+        .map_err(|e| Error::path("getcwd after chdir to process.cwd", cwd, e))?;
+    if !now.is_absolute() {
+        return Err(Error::Other(format!(
+            "process.cwd {}: resolves outside the container",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Finds args[0] on the container's PATH now, so a missing program fails
+/// `create` rather than the container after `start`.
+fn find_program(process: &Process, env: &[String]) -> Result<CString> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let name = args
+        .first()
+        .ok_or_else(|| Error::Config("process.args: must not be empty".into()))?;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
+            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    let to_c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Config("process.args[0]: contains NUL".into()))
+    };
+    if name.contains('/') {
+        let p = Path::new(name);
+        return if is_exec(p) {
+            to_c(p)
+        } else {
+            Err(Error::Other(format!(
+                "exec: {name:?}: no such executable file"
+            )))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = PathBuf::from(dir).join(name);
+        if is_exec(&candidate) {
+            return to_c(&candidate);
+        }
+    }
+    Err(Error::Other(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
+}
+
+fn set_no_new_privileges() -> Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::sys(
+            "set process.noNewPrivileges",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// config.md "process.user": supplementary groups, gid, uid — keeping the
+/// permitted capabilities across the uid change so the next step can set
+/// them exactly.
+fn set_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let gids: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    // setgroups is denied in a user namespace whose gid_map was written
+    // with setgroups=deny; only then is an empty list acceptable to skip.
+    if let Err(e) = nix::unistd::setgroups(&gids) {
+        if !(gids.is_empty() && e == nix::Error::EPERM) {
+            return Err(Error::sys("set process.user.additionalGids", e));
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let gid = nix::unistd::Gid::from_raw(user.gid());
+    let uid = nix::unistd::Uid::from_raw(user.uid());
+    nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("set process.user.gid {gid}"))?;
+    nix::unistd::setresuid(uid, uid, uid).ctx(|| format!("set process.user.uid {uid}"))?;
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    Ok(())
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then tells it we
+/// are going. The fifo was opened O_PATH before pivot_root; reopening the
+/// fd through /proc makes the blocking open possible from inside.
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::path("open exec fifo", &path, e))?;
+    std::io::Write::write_all(&mut f, b"0").map_err(|e| Error::path("write exec fifo", &path, e))
+}
+
+/// The last step: umask, fds, and execve of the user's program.
+fn exec(
+    a: &InitArgs,
+    process: &Process,
+    program: &CString,
+    env: &[String],
+) -> Result<std::convert::Infallible> {
+    let umask = process.user().umask().unwrap_or(0o022);
+    // SAFETY: umask never fails.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    for fd in 3..3 + a.preserve_fds as i32 {
+        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked us to pass on.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    crate::sys::cloexec_from(3 + a.preserve_fds).ctx(|| "mark runtime fds close-on-exec")?;
+    let to_c = |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?}: contains NUL")));
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|s| to_c(s))
+        .collect::<Result<_>>()?;
+    let env: Vec<CString> = env.iter().map(|s| to_c(s)).collect::<Result<_>>()?;
+    let e = nix::unistd::execve(program, &args, &env).unwrap_err();
+    Err(Error::sys(
+        format!(
+            "exec {}",
+            OsStr::from_bytes(program.as_bytes()).to_string_lossy()
+        ),
+        e,
+    ))
+}

@@ -1,0 +1,274 @@
+//! The container's root filesystem (config.md "Root", config-linux.md
+//! "Rootfs Mount Propagation"), and resolution of paths inside it.
+//!
+//! Every path inside the rootfs is opened with openat2(RESOLVE_IN_ROOT), so
+//! `..` and symlinks (absolute or relative) in the image resolve as if the
+//! rootfs were `/`: a mount destination can never land outside it. Mounts
+//! then target the opened fd through /proc/self/fd, as runc does.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::error::{Context, Error, Result};
+use crate::sys;
+
+/// The rootfs directory, opened once; all lookups below resolve inside it.
+pub struct Root {
+    pub path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// A path inside the rootfs as openat2 takes it: relative, never empty.
+fn relative(path: &Path) -> CString {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.as_encoded_bytes()),
+            Component::ParentDir => parts.push(b".."),
+            _ => {}
+        }
+    }
+    let joined = if parts.is_empty() {
+        b".".to_vec()
+    } else {
+        parts.join(&b'/')
+    };
+    CString::new(joined).unwrap_or_else(|_| c".".to_owned())
+}
+
+/// The `/proc/self/fd/N` path through which syscalls that take only paths
+/// (mount(2)) can act on an fd.
+pub fn fd_path(fd: &OwnedFd) -> CString {
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL in an fd path")
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Root> {
+        let c = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Config(format!("root.path {}: contains NUL", path.display())))?;
+        let fd = sys::openat2(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .map_err(|e| Error::path("open rootfs", path, e))?;
+        Ok(Root {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    /// Opens `path` (as seen from inside the container).
+    pub fn open_in(&self, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+        sys::openat2(
+            self.fd.as_raw_fd(),
+            &relative(path),
+            flags,
+            0,
+            sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    /// mkdir -p inside the rootfs; returns an O_PATH fd of the directory.
+    /// Concurrent creators of the same directory (two containers sharing a
+    /// rootfs) are fine.
+    pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
+        let flags = libc::O_PATH | libc::O_DIRECTORY;
+        match self.open_in(path, flags) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::path("open", self.display(path), e)),
+        }
+        let mut prefix = PathBuf::from("/");
+        let mut dir = self
+            .open_in(&prefix, flags)
+            .map_err(|e| Error::path("open", &self.path, e))?;
+        for c in path.components() {
+            let Component::Normal(name) = c else {
+                if c == Component::ParentDir {
+                    prefix.push("..");
+                    dir = self
+                        .open_in(&prefix, flags)
+                        .map_err(|e| Error::path("open", self.display(&prefix), e))?;
+                }
+                continue;
+            };
+            prefix.push(name);
+            dir = match self.open_in(&prefix, flags) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
+                        Error::Config(format!("path {} contains NUL", path.display()))
+                    })?;
+                    // SAFETY: mkdirat on a dir fd we own with a NUL-terminated name.
+                    if unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), 0o755) } != 0 {
+                        let e = io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EEXIST) {
+                            return Err(Error::path("mkdir", self.display(&prefix), e));
+                        }
+                    }
+                    self.open_in(&prefix, flags)
+                        .map_err(|e| Error::path("open", self.display(&prefix), e))?
+                }
+                Err(e) => return Err(Error::path("open", self.display(&prefix), e)),
+            };
+        }
+        Ok(dir)
+    }
+
+    /// The directory containing `path` (created if missing) and the last
+    /// component's name, for the *at() calls.
+    pub fn parent_of(&self, path: &Path) -> Result<(OwnedFd, CString)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Config(format!("path {}: has no file name", path.display())))?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let dir = self.mkdir_all(parent)?;
+        let cname = CString::new(name.as_encoded_bytes())
+            .map_err(|_| Error::Config(format!("path {} contains NUL", path.display())))?;
+        Ok((dir, cname))
+    }
+
+    /// Opens `path` (O_PATH), creating an empty regular file (and its parent
+    /// directories) if nothing is there: the target of a file bind mount.
+    pub fn create_file(&self, path: &Path) -> Result<OwnedFd> {
+        match self.open_in(path, libc::O_PATH) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(Error::path("open", self.display(path), e)),
+        }
+        let (dir, name) = self.parent_of(path)?;
+        // SAFETY: openat on our dir fd; the fd is closed right away.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: we own fd.
+            unsafe { libc::close(fd) };
+        } else {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::path("create", self.display(path), e));
+            }
+        }
+        self.open_in(path, libc::O_PATH)
+            .map_err(|e| Error::path("open", self.display(path), e))
+    }
+
+    fn display(&self, inner: &Path) -> PathBuf {
+        self.path.join(inner.strip_prefix("/").unwrap_or(inner))
+    }
+}
+
+/// config-linux.md "Rootfs Mount Propagation": sets the propagation of every
+/// mount in the new mount namespace (rslave unless the config says
+/// otherwise, so nothing the container mounts reaches the host), then
+/// bind-mounts the rootfs onto itself so that it is a mount point
+/// pivot_root can use.
+pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .ctx(|| "make / propagation private to the container")?;
+    if propagation.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared.
+        if let Some(parent) = mount_point_of(rootfs.parent().unwrap_or(Path::new("/"))) {
+            mount(
+                None::<&str>,
+                &parent,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .ctx(|| format!("make {} private", parent.display()))?;
+        }
+    }
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind mount rootfs {}", rootfs.display()))?;
+    Ok(())
+}
+
+/// The mount point (from mountinfo) that contains `path`.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+}
+
+/// config.md "Root": makes the rootfs `/`. pivot_root(".", ".") stacks the
+/// old root on top of the new one; it is then made a slave (so unmounting it
+/// does not propagate to the host) and lazily detached.
+pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    let open_dir =
+        |p: &CStr| sys::openat2(libc::AT_FDCWD, p, libc::O_DIRECTORY | libc::O_RDONLY, 0, 0);
+    let old = open_dir(c"/").map_err(|e| Error::path("open", "/", e))?;
+    let c = CString::new(rootfs.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config("root.path contains NUL".into()))?;
+    let new = open_dir(&c).map_err(|e| Error::path("open", rootfs, e))?;
+    nix::unistd::fchdir(&new).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", rootfs.display()))?;
+    nix::unistd::fchdir(&old).ctx(|| "chdir to the old root")?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "make the old root a slave")?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmount the old root")?;
+    nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    Ok(())
+}
+
+/// `--no-pivot`: moves the rootfs over `/` and chroots into it, for hosts
+/// where pivot_root is impossible (a ramfs root).
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .ctx(|| format!("move {} to /", rootfs.display()))?;
+    nix::unistd::chroot(".").ctx(|| "chroot")?;
+    nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    Ok(())
+}
+
+/// Applies the configured propagation to the new `/` (after pivot_root).
+pub fn set_root_propagation(propagation: MsFlags) -> Result<()> {
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .ctx(|| "set rootfsPropagation on /")
+}
+
+/// config.md "root.readonly": remounts `/` read-only, keeping the flags the
+/// kernel may have locked on it (nosuid, nodev, noexec, atime flags).
+pub fn make_readonly(path: &str) -> Result<()> {
+    let flags = crate::mounts::locked_flags(path)
+        | MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .ctx(|| format!("remount {path} read-only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative(Path::new("/")).as_bytes(), b".");
+        assert_eq!(relative(Path::new("/dev/null")).as_bytes(), b"dev/null");
+        assert_eq!(relative(Path::new("a/../b")).as_bytes(), b"a/../b");
+        assert_eq!(relative(Path::new("//x/./y/")).as_bytes(), b"x/y");
+    }
+}
