@@ -283,7 +283,12 @@ fn create_in(
     parent_end
         .send(&Msg::Committed)
         .ctx(|| "signal the container init")?;
-    Ok(pid)
+    // Exiting before the init has cleared its parent-death signal would kill it.
+    match parent_end.recv().ctx(|| "read from the container init")? {
+        Some(Msg::Detached) => Ok(pid),
+        Some(Msg::Error(e)) => Err(Error::Other(e)),
+        _ => Err(Error::Other("container init exited during setup".into())),
+    }
 }
 
 /// Clones the init with `flags` like fork(2) (same stack, copy-on-write);

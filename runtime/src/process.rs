@@ -144,6 +144,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         .ctx(|| "report ready to berth create")?;
     expect(&a.channel, Msg::Committed)?;
     set_parent_death_signal(0)?;
+    a.channel.send(&Msg::Detached).ctx(|| "report to berth create")?;
     wait_for_start(&fifo)?;
     drop(fifo);
 

@@ -14,9 +14,10 @@ pub enum Msg {
     Go,
     /// Init → parent: set up and about to wait for `start`.
     Ready,
-    /// Parent → init: state saved; the parent may exit without taking the
-    /// init down with it.
+    /// Parent → init: state saved; stop dying with the parent.
     Committed,
+    /// Init → parent: no longer tied to the parent's life; it may exit.
+    Detached,
     /// Either way: this step failed, here is why.
     Error(String),
 }
@@ -45,6 +46,7 @@ impl Channel {
             Msg::Go => vec![b'G'],
             Msg::Ready => vec![b'R'],
             Msg::Committed => vec![b'C'],
+            Msg::Detached => vec![b'D'],
             Msg::Error(e) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(e.as_bytes());
@@ -88,6 +90,7 @@ impl Channel {
                 b'G' => Msg::Go,
                 b'R' => Msg::Ready,
                 b'C' => Msg::Committed,
+                b'D' => Msg::Detached,
                 _ => Msg::Error(String::from_utf8_lossy(&buf[1..]).into_owned()),
             }));
         }

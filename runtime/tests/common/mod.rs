@@ -1,0 +1,213 @@
+//! Test helpers: busybox bundles and a `berth` runner with its own `--root`
+//! that deletes its containers even when a test fails.
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir()
+            .join("berth-tests")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Populates `rootfs` with Debian's static busybox and its applet links.
+pub fn busybox_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    if std::fs::hard_link("/bin/busybox", bin.join("busybox")).is_err() {
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    }
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = symlink("busybox", bin.join(applet));
+        }
+    }
+    for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// One container test: its own state root, its own bundle, its own ID.
+pub struct Env {
+    pub scratch: Scratch,
+    pub root: PathBuf,
+    pub bundle: PathBuf,
+    pub id: String,
+    pub config: Value,
+}
+
+impl Env {
+    pub fn new(name: &str) -> Env {
+        let scratch = Scratch::new(name);
+        let root = scratch.0.join("state");
+        let bundle = scratch.0.join("bundle");
+        busybox_rootfs(&bundle.join("rootfs"));
+        let mut config = berth::commands::spec::default_spec(false);
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(["true"]);
+        let id = format!("{name}-{}", std::process::id());
+        // Each test its own cgroup, so the leak check can name it.
+        config["linux"]["cgroupsPath"] = json!(format!("/berth-test-{id}"));
+        Env {
+            scratch,
+            root,
+            bundle,
+            id,
+            config,
+        }
+    }
+
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = json!(args);
+        self
+    }
+
+    pub fn sh(&mut self, script: &str) -> &mut Self {
+        self.args(&["sh", "-c", script])
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Runs `berth --root R ARGS...`. Output goes through files, not
+    /// pipes: a created container keeps berth's stdout and stderr open, so
+    /// a pipe would not reach EOF until the container exits.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BERTH);
+        cmd.arg("--root").arg(&self.root).args(args);
+        output_via_files(cmd, &self.scratch.0)
+    }
+
+    /// `berth run` of the current config; returns (exit code, stdout, stderr).
+    pub fn run(&self) -> (i32, String, String) {
+        self.write_config();
+        let out = self.berth(&["run", "-b", self.bundle.to_str().unwrap(), &self.id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `run` that must succeed; returns stdout.
+    pub fn run_ok(&self) -> String {
+        let (code, out, err) = self.run();
+        assert_eq!(code, 0, "berth run failed: stdout={out} stderr={err}");
+        out
+    }
+
+    pub fn create(&self) -> Output {
+        self.write_config();
+        self.berth(&["create", "-b", self.bundle.to_str().unwrap(), &self.id])
+    }
+
+    pub fn create_ok(&self) {
+        let out = self.create();
+        assert!(out.status.success(), "create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn state(&self) -> Value {
+        let out = self.berth(&["state", &self.id]);
+        assert!(out.status.success(), "state failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap().to_string()
+    }
+
+    /// The container's cgroup directory in the given v1 controller (or
+    /// "unified"), as the config names it.
+    pub fn cgroup_dir(&self, hierarchy: &str) -> PathBuf {
+        PathBuf::from("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(format!("berth-test-{}", self.id))
+    }
+
+    pub fn expect_no_state(&self) {
+        let left: Vec<_> = std::fs::read_dir(&self.root)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "state left behind: {left:?}");
+        assert!(!self.cgroup_dir("memory").exists(), "cgroup left behind");
+        assert!(!self.cgroup_dir("pids").exists(), "cgroup left behind");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let id = e.file_name();
+                let _ = Command::new(BERTH)
+                    .arg("--root")
+                    .arg(&self.root)
+                    .args(["delete", "-f"])
+                    .arg(&id)
+                    .output();
+            }
+        }
+    }
+}
+
+/// Runs `cmd` with stdin from /dev/null and stdout/stderr into files.
+pub fn output_via_files(mut cmd: Command, dir: &Path) -> Output {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let (o, e) = (dir.join(format!(".out{n}")), dir.join(format!(".err{n}")));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap());
+    let status = cmd.status().unwrap();
+    let out = Output {
+        status,
+        stdout: std::fs::read(&o).unwrap_or_default(),
+        stderr: std::fs::read(&e).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(&o);
+    let _ = std::fs::remove_file(&e);
+    out
+}
+
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
