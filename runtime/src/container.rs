@@ -196,6 +196,9 @@ fn create_in(
     let fifo = dir.fifo_path();
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    // Writable by whatever user the init ends up as (mkfifo applies umask).
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::path("chmod", &fifo, e))?;
     st.cgroup_owned = cgroup.create(layout)?;
     undo.cgroup = Some((cgroup.clone(), st.cgroup_owned));
     dir.save(st)?;
@@ -225,6 +228,12 @@ fn create_in(
         )?);
     }
 
+    let fifo_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&fifo)
+        .map_err(|e| Error::path("open", &fifo, e))?;
+    let fifo_fd = std::os::fd::OwnedFd::from(fifo_fd);
     let init_args = process::InitArgs {
         id: &st.id,
         spec,
@@ -235,13 +244,14 @@ fn create_in(
         cgroup: &cgroup,
         channel: child_end,
         close_fds: vec![parent_end.raw_fd(), dir.lock_fd()],
-        exec_fifo: &fifo,
+        exec_fifo: &fifo_fd,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
     };
     let pid = clone_init(plan.clone_flags, init_args)?;
     undo.pid = pid;
+    drop(fifo_fd);
     for guard in for_children {
         guard.restore()?;
     }

@@ -34,7 +34,9 @@ pub struct InitArgs<'a> {
     /// fds of the parent that the init must not keep (its channel end, the
     /// container lock: holding that would block every later command).
     pub close_fds: Vec<i32>,
-    pub exec_fifo: &'a Path,
+    /// O_PATH fd of the exec fifo, opened by the parent: the state
+    /// directory is not reachable for a root mapped into a user namespace.
+    pub exec_fifo: &'a OwnedFd,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -92,8 +94,6 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     if has_mount_ns {
         setup_rootfs(a)?;
     }
-    // Held across pivot_root: the fifo lives in berth's state directory.
-    let fifo = open_path(a.exec_fifo)?;
     if has_mount_ns {
         change_root(a)?;
     } else {
@@ -144,9 +144,10 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         .ctx(|| "report ready to berth create")?;
     expect(&a.channel, Msg::Committed)?;
     set_parent_death_signal(0)?;
-    a.channel.send(&Msg::Detached).ctx(|| "report to berth create")?;
-    wait_for_start(&fifo)?;
-    drop(fifo);
+    a.channel
+        .send(&Msg::Detached)
+        .ctx(|| "report to berth create")?;
+    wait_for_start(a.exec_fifo)?;
 
     exec(a, process, &program, &env)
 }
@@ -299,14 +300,6 @@ fn apply_sysctl(sysctl: &std::collections::HashMap<String, String>) -> Result<()
         })?;
     }
     Ok(())
-}
-
-/// An O_PATH handle, reopened later through /proc/self/fd.
-fn open_path(p: &Path) -> Result<OwnedFd> {
-    let c =
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Other("NUL in path".into()))?;
-    crate::sys::openat2(libc::AT_FDCWD, &c, libc::O_PATH, 0, 0)
-        .map_err(|e| Error::path("open", p, e))
 }
 
 /// config.md "process.env", plus HOME when the config leaves it out, as runc does.

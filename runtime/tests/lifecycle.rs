@@ -94,10 +94,14 @@ fn delete_of_created_container_needs_no_force() {
     let pid = env.state()["pid"].as_i64().unwrap();
     let out = env.berth(&["delete", &env.id]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/cgroup")).exists() || {
-        // reaped later by its parent; it must at least be dead
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cgroup")).exists() || {
+            // reaped later by its parent; it must at least be dead
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+        }
+    );
     env.expect_no_state();
 }
 
@@ -111,7 +115,10 @@ fn delete_force_of_running_container() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.expect_no_state();
     // delete -f of a container that does not exist succeeds, as with runc.
-    assert!(env.berth(&["delete", "-f", "no-such-container"]).status.success());
+    assert!(env
+        .berth(&["delete", "-f", "no-such-container"])
+        .status
+        .success());
     let out = env.berth(&["delete", "no-such-container"]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("does not exist"));
@@ -123,9 +130,20 @@ fn options_after_the_id_and_pid_file() {
     env.sh("sleep 100");
     env.write_config();
     let pid_file = env.scratch.0.join("pid");
-    let out = env.berth(&["create", &env.id, "--bundle", env.bundle.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap()]);
+    let out = env.berth(&[
+        "create",
+        &env.id,
+        "--bundle",
+        env.bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(pid, env.state()["pid"].as_i64().unwrap());
     assert!(env.berth(&["delete", &env.id]).status.success());
 }
@@ -143,7 +161,10 @@ fn kill_signal_names_and_numbers() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(env.berth(&["kill", &env.id, "SIGUSR1"]).status.success());
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(env.berth(&["kill", &env.id, &libc::SIGUSR1.to_string()]).status.success());
+    assert!(env
+        .berth(&["kill", &env.id, &libc::SIGUSR1.to_string()])
+        .status
+        .success());
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(env.berth(&["kill", &env.id]).status.success()); // default SIGTERM
     for _ in 0..100 {
@@ -174,13 +195,17 @@ fn kill_all_signals_every_process() {
     let out = env.berth(&["kill", "--all", &env.id, "KILL"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     for _ in 0..100 {
-        let procs = std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap_or_default();
+        let procs = std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs"))
+            .unwrap_or_default();
         if procs.is_empty() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap(),
+        ""
+    );
     assert!(env.berth(&["delete", &env.id]).status.success());
     env.expect_no_state();
 }
@@ -232,36 +257,72 @@ fn run_keep_leaves_a_stopped_container() {
 #[test]
 fn spec_and_features_and_version() {
     let s = Scratch::new("spec");
-    let out = std::process::Command::new(BERTH).args(["spec", "-b"]).arg(&s.0).output().unwrap();
+    let out = std::process::Command::new(BERTH)
+        .args(["spec", "-b"])
+        .arg(&s.0)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(s.0.join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.0.join("config.json")).unwrap()).unwrap();
     assert_eq!(v["ociVersion"], "1.0.2-dev");
     assert_eq!(v["process"]["terminal"], true);
     // refuses to overwrite
-    let out = std::process::Command::new(BERTH).args(["spec", "-b"]).arg(&s.0).output().unwrap();
+    let out = std::process::Command::new(BERTH)
+        .args(["spec", "-b"])
+        .arg(&s.0)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let s2 = Scratch::new("spec-rootless");
-    let out = std::process::Command::new(BERTH).args(["spec", "--rootless", "-b"]).arg(&s2.0).output().unwrap();
+    let out = std::process::Command::new(BERTH)
+        .args(["spec", "--rootless", "-b"])
+        .arg(&s2.0)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(s2.0.join("config.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s2.0.join("config.json")).unwrap()).unwrap();
     assert!(v["linux"]["uidMappings"].is_array());
 
-    let out = std::process::Command::new(BERTH).arg("features").output().unwrap();
+    let out = std::process::Command::new(BERTH)
+        .arg("features")
+        .output()
+        .unwrap();
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
-    assert!(f["mountOptions"].as_array().unwrap().contains(&json!("rro")));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("time")));
+    assert!(f["mountOptions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("rro")));
 
-    let out = std::process::Command::new(BERTH).arg("--version").output().unwrap();
+    let out = std::process::Command::new(BERTH)
+        .arg("--version")
+        .output()
+        .unwrap();
     let v = stdout_of(&out);
     assert!(v.starts_with("berth version "), "{v}");
-    assert!(v.contains("\nspec: ") && v.contains("\ncommit: ") && v.contains("\nlibseccomp: "), "{v}");
+    assert!(
+        v.contains("\nspec: ") && v.contains("\ncommit: ") && v.contains("\nlibseccomp: "),
+        "{v}"
+    );
 }
 
 #[test]
 fn json_log_format_for_containerd() {
     let env = Env::new("json-log");
     let log = env.scratch.0.join("log.json");
-    let out = env.berth(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "missing"]);
+    let out = env.berth(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "missing",
+    ]);
     assert!(!out.status.success());
     let text = std::fs::read_to_string(&log).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -277,13 +338,22 @@ fn systemd_cgroup_is_a_clear_error_here() {
     let mut env = Env::new("systemd-cgroup");
     env.sh("true");
     env.write_config();
-    let out = env.berth(&["--systemd-cgroup", "run", "-b", env.bundle.to_str().unwrap(), &env.id]);
+    let out = env.berth(&[
+        "--systemd-cgroup",
+        "run",
+        "-b",
+        env.bundle.to_str().unwrap(),
+        &env.id,
+    ]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("systemd"), "{}", stderr_of(&out));
     env.config["linux"]["cgroupsPath"] = json!("system.slice:berth:x");
     let (code, _, err) = env.run();
     assert_ne!(code, 0);
-    assert!(err.contains("cgroupsPath") && err.contains("systemd"), "{err}");
+    assert!(
+        err.contains("cgroupsPath") && err.contains("systemd"),
+        "{err}"
+    );
     env.expect_no_state();
 }
 

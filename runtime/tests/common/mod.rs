@@ -55,7 +55,11 @@ pub fn busybox_rootfs(rootfs: &Path) {
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )
     .unwrap();
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n").unwrap();
+    std::fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
 }
 
 /// One container test: its own state root, its own bundle, its own ID.
@@ -139,12 +143,20 @@ impl Env {
 
     pub fn create_ok(&self) {
         let out = self.create();
-        assert!(out.status.success(), "create failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn state(&self) -> Value {
         let out = self.berth(&["state", &self.id]);
-        assert!(out.status.success(), "state failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "state failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
