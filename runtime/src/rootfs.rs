@@ -6,7 +6,7 @@
 //! rootfs were `/`: a mount destination can never land outside it. Mounts
 //! then target the opened fd through /proc/self/fd, as runc does.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -20,6 +20,15 @@ use crate::sys;
 pub struct Root {
     pub path: PathBuf,
     fd: OwnedFd,
+}
+
+/// The components of a path that matter for resolution (no `/` or `.`).
+fn components(path: &Path) -> impl Iterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(p) => Some(p.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
 }
 
 /// A path inside the rootfs as openat2 takes it: relative, never empty.
@@ -70,8 +79,9 @@ impl Root {
     }
 
     /// mkdir -p inside the rootfs; returns an O_PATH fd of the directory.
-    /// Concurrent creators of the same directory (two containers sharing a
-    /// rootfs) are fine.
+    /// A dangling symlink on the way is followed inside the rootfs and its
+    /// target created there, as runc's securejoin does. Concurrent creators
+    /// of the same directory (two containers sharing a rootfs) are fine.
     pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
         let flags = libc::O_PATH | libc::O_DIRECTORY;
         match self.open_in(path, flags) {
@@ -79,41 +89,51 @@ impl Root {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(Error::path("open", self.display(path), e)),
         }
-        let mut prefix = PathBuf::from("/");
-        let mut dir = self
-            .open_in(&prefix, flags)
-            .map_err(|e| Error::path("open", &self.path, e))?;
-        for c in path.components() {
-            let Component::Normal(name) = c else {
-                if c == Component::ParentDir {
-                    prefix.push("..");
-                    dir = self
-                        .open_in(&prefix, flags)
-                        .map_err(|e| Error::path("open", self.display(&prefix), e))?;
+        let mut todo: std::collections::VecDeque<OsString> = components(path).collect();
+        let mut done = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            let next = done.join(&name);
+            match self.open_in(&next, flags) {
+                Ok(_) => {
+                    done = next;
+                    continue;
                 }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::path("open", self.display(&next), e)),
+            }
+            let dir = self.open_in(&done, flags).map_err(|e| Error::path("open", self.display(&done), e))?;
+            let cname = CString::new(name.as_encoded_bytes())
+                .map_err(|_| Error::Config(format!("path {} contains NUL", path.display())))?;
+            // SAFETY: mkdirat on a dir fd we own with a NUL-terminated name.
+            if unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), 0o755) } == 0 {
+                done = next;
                 continue;
-            };
-            prefix.push(name);
-            dir = match self.open_in(&prefix, flags) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
-                        Error::Config(format!("path {} contains NUL", path.display()))
-                    })?;
-                    // SAFETY: mkdirat on a dir fd we own with a NUL-terminated name.
-                    if unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), 0o755) } != 0 {
-                        let e = io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(Error::path("mkdir", self.display(&prefix), e));
-                        }
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::path("mkdir", self.display(&next), e));
+            }
+            // Something is there but does not resolve: a dangling symlink
+            // (or a concurrent creator, for whom a retry suffices).
+            match nix::fcntl::readlinkat(&dir, cname.as_c_str()) {
+                Ok(target) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(Error::path("mkdir", self.display(path), io::Error::from_raw_os_error(libc::ELOOP)));
                     }
-                    self.open_in(&prefix, flags)
-                        .map_err(|e| Error::path("open", self.display(&prefix), e))?
+                    let target = PathBuf::from(target);
+                    for (i, c) in components(&target).enumerate() {
+                        todo.insert(i, c);
+                    }
+                    if target.is_absolute() {
+                        done = PathBuf::from("/");
+                    }
                 }
-                Err(e) => return Err(Error::path("open", self.display(&prefix), e)),
-            };
+                Err(_) => todo.push_front(name),
+            }
         }
-        Ok(dir)
+        self.open_in(&done, flags).map_err(|e| Error::path("open", self.display(path), e))
     }
 
     /// The directory containing `path` (created if missing) and the last
