@@ -159,7 +159,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         created: state::now_rfc3339(),
         owner: String::new(),
         cgroup_paths: cgroup.paths.clone(),
-        cgroup_owned: false,
+        cgroup_owned: Vec::new(),
         config: bundle.raw.clone(),
     };
     // From here on, a failure undoes what was made (see Undo).
@@ -200,7 +200,7 @@ fn create_in(
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Error::path("chmod", &fifo, e))?;
     st.cgroup_owned = cgroup.create(layout)?;
-    undo.cgroup = Some((cgroup.clone(), st.cgroup_owned));
+    undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
     dir.save(st)?;
 
     let spec = &bundle.spec;
@@ -345,7 +345,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 /// What a failed create must take back, in reverse order of making it.
 struct Undo {
     dir: Option<ContainerDir>,
-    cgroup: Option<(Cgroup, bool)>,
+    cgroup: Option<(Cgroup, Vec<bool>)>,
     pid: i32,
 }
 
@@ -358,10 +358,8 @@ impl Drop for Undo {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
         }
         if let Some((cgroup, owned)) = &self.cgroup {
-            if *owned {
-                if let Err(e) = cgroup.remove() {
-                    tracing::warn!("cleanup after failed create: {e}");
-                }
+            if let Err(e) = cgroup.remove(owned) {
+                tracing::warn!("cleanup after failed create: {e}");
             }
         }
         if let Err(e) = dir.remove() {
@@ -525,12 +523,12 @@ fn wait_gone(pid: i32, start: u64) {
 /// Removes the cgroup and the state of a stopped container.
 pub fn destroy(c: Container) -> Result<()> {
     let cgroup = c.cgroup();
-    if c.state.cgroup_owned {
+    if c.state.cgroup_owned.iter().any(|o| *o) {
         // Stragglers in a container without its own pid namespace.
         if !cgroup.pids(&c.layout).is_empty() {
             cgroup.signal_all(&c.layout, libc::SIGKILL)?;
         }
-        cgroup.remove()?;
+        cgroup.remove(&c.state.cgroup_owned)?;
     }
     c.dir.remove()
 }

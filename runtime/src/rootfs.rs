@@ -102,7 +102,9 @@ impl Root {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::path("open", self.display(&next), e)),
             }
-            let dir = self.open_in(&done, flags).map_err(|e| Error::path("open", self.display(&done), e))?;
+            let dir = self
+                .open_in(&done, flags)
+                .map_err(|e| Error::path("open", self.display(&done), e))?;
             let cname = CString::new(name.as_encoded_bytes())
                 .map_err(|_| Error::Config(format!("path {} contains NUL", path.display())))?;
             // SAFETY: mkdirat on a dir fd we own with a NUL-terminated name.
@@ -120,7 +122,11 @@ impl Root {
                 Ok(target) => {
                     links += 1;
                     if links > 40 {
-                        return Err(Error::path("mkdir", self.display(path), io::Error::from_raw_os_error(libc::ELOOP)));
+                        return Err(Error::path(
+                            "mkdir",
+                            self.display(path),
+                            io::Error::from_raw_os_error(libc::ELOOP),
+                        ));
                     }
                     let target = PathBuf::from(target);
                     for (i, c) in components(&target).enumerate() {
@@ -133,7 +139,8 @@ impl Root {
                 Err(_) => todo.push_front(name),
             }
         }
-        self.open_in(&done, flags).map_err(|e| Error::path("open", self.display(path), e))
+        self.open_in(&done, flags)
+            .map_err(|e| Error::path("open", self.display(path), e))
     }
 
     /// The directory containing `path` (created if missing) and the last

@@ -63,8 +63,8 @@ pub struct State {
     pub owner: String,
     /// Cgroup directories made or joined for the container, one per hierarchy.
     pub cgroup_paths: Vec<PathBuf>,
-    /// Whether berth created those cgroups (and so removes them on delete).
-    pub cgroup_owned: bool,
+    /// Per path: whether berth created that cgroup (and so removes it).
+    pub cgroup_owned: Vec<bool>,
     /// The config the container was created from.
     pub config: serde_json::Value,
 }

@@ -374,7 +374,7 @@ fn pid_reuse_is_recognised_as_stopped() {
         created: String::new(),
         owner: String::new(),
         cgroup_paths: vec![],
-        cgroup_owned: false,
+        cgroup_owned: vec![],
         config: json!({}),
     };
     assert_eq!(status(&dir.0, &st, || false), Status::Running);

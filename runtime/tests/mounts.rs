@@ -23,7 +23,10 @@ fn readonly_root() {
     let mut env = Env::new("root-ro");
     env.sh("touch /x 2>&1; echo rc=$?");
     let out = env.run_ok();
-    assert!(out.contains("Read-only file system") && out.contains("rc=1"), "{out}");
+    assert!(
+        out.contains("Read-only file system") && out.contains("rc=1"),
+        "{out}"
+    );
     env.config["root"]["readonly"] = json!(false);
     env.sh("touch /x && echo ok");
     assert_eq!(env.run_ok(), "ok\n");
@@ -46,16 +49,32 @@ fn bind_mounts_of_dirs_and_files_read_only_and_not() {
     std::fs::write(src.join("hello"), "hi").unwrap();
     let file = env.scratch.0.join("file.txt");
     std::fs::write(&file, "file-content").unwrap();
-    add_mount(&mut env, json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro"]}));
-    add_mount(&mut env, json!({"destination": "/rw", "type": "none", "source": src, "options": ["bind", "rw"]}));
-    add_mount(&mut env, json!({"destination": "/deep/new/file.txt", "type": "bind", "source": file, "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/rw", "type": "none", "source": src, "options": ["bind", "rw"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/deep/new/file.txt", "type": "bind", "source": file, "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}),
+    );
     env.sh("cat /data/hello; echo; touch /data/x 2>/dev/null || echo ro-ok; touch /rw/y && echo rw-ok; cat /deep/new/file.txt; echo; cat /proc/self/mountinfo");
     let out = env.run_ok();
     assert!(out.starts_with("hi\nro-ok\nrw-ok\nfile-content\n"), "{out}");
     assert!(src.join("y").exists());
     let line = mountinfo_line(&out, "/deep/new/file.txt");
     for flag in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(line.split(' ').nth(5).unwrap().split(',').any(|f| f == flag), "{flag} missing: {line}");
+        assert!(
+            line.split(' ')
+                .nth(5)
+                .unwrap()
+                .split(',')
+                .any(|f| f == flag),
+            "{flag} missing: {line}"
+        );
     }
 }
 
@@ -64,7 +83,10 @@ fn relative_bind_source_is_relative_to_the_bundle() {
     let mut env = Env::new("mount-relsrc");
     std::fs::create_dir_all(env.bundle.join("shared")).unwrap();
     std::fs::write(env.bundle.join("shared/f"), "from-bundle").unwrap();
-    add_mount(&mut env, json!({"destination": "/shared", "type": "bind", "source": "shared", "options": ["bind"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/shared", "type": "bind", "source": "shared", "options": ["bind"]}),
+    );
     env.sh("cat /shared/f");
     assert_eq!(env.run_ok(), "from-bundle");
 }
@@ -72,7 +94,10 @@ fn relative_bind_source_is_relative_to_the_bundle() {
 #[test]
 fn tmpfs_options() {
     let mut env = Env::new("mount-tmpfs");
-    add_mount(&mut env, json!({"destination": "/scratch/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1770", "size=1m", "uid=5", "gid=6"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/scratch/a/b", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1770", "size=1m", "uid=5", "gid=6"]}),
+    );
     env.sh("stat -c '%a %u %g' /scratch/a/b; df -k /scratch/a/b | tail -1 | awk '{print $2}'; cat /proc/self/mountinfo");
     let out = env.run_ok();
     let mut lines = out.lines();
@@ -93,25 +118,49 @@ fn recursive_read_only_reaches_submounts() {
     // namespace of a helper would not be visible; use the container's own
     // mounts instead: an rbind of the bundle's /dev tmpfs is not needed —
     // the rootfs of the container itself carries /dev, /proc submounts.
-    add_mount(&mut env, json!({"destination": "/tree", "type": "bind", "source": src, "options": ["rbind"]}));
-    add_mount(&mut env, json!({"destination": "/tree/sub", "type": "tmpfs", "source": "tmpfs", "options": []}));
-    add_mount(&mut env, json!({"destination": "/view", "type": "bind", "source": "/", "options": ["rbind", "rro"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/tree", "type": "bind", "source": src, "options": ["rbind"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/tree/sub", "type": "tmpfs", "source": "tmpfs", "options": []}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/view", "type": "bind", "source": "/", "options": ["rbind", "rro"]}),
+    );
     env.sh("touch /view/tmp/x 2>/dev/null && echo writable || echo read-only; grep ' /view/proc ' /proc/self/mountinfo | head -1");
     let out = env.run_ok();
     assert!(out.starts_with("read-only\n"), "{out}");
     let sub = out.lines().nth(1).unwrap();
-    assert!(sub.split(' ').nth(5).unwrap().starts_with("ro"), "submount not read-only: {sub}");
+    assert!(
+        sub.split(' ').nth(5).unwrap().starts_with("ro"),
+        "submount not read-only: {sub}"
+    );
 }
 
 #[test]
 fn mount_propagation_options() {
     let mut env = Env::new("mount-propagation");
-    add_mount(&mut env, json!({"destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}));
-    add_mount(&mut env, json!({"destination": "/private", "type": "tmpfs", "source": "tmpfs", "options": ["private"]}));
-    add_mount(&mut env, json!({"destination": "/unbindable", "type": "tmpfs", "source": "tmpfs", "options": ["unbindable"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/private", "type": "tmpfs", "source": "tmpfs", "options": ["private"]}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/unbindable", "type": "tmpfs", "source": "tmpfs", "options": ["unbindable"]}),
+    );
     env.sh("cat /proc/self/mountinfo");
     let out = env.run_ok();
-    assert!(mountinfo_line(&out, "/shared").contains(" shared:"), "{out}");
+    assert!(
+        mountinfo_line(&out, "/shared").contains(" shared:"),
+        "{out}"
+    );
     assert!(!mountinfo_line(&out, "/private").contains("shared:"));
     assert!(mountinfo_line(&out, "/unbindable").contains("unbindable"));
 }
@@ -122,7 +171,10 @@ fn rootfs_propagation() {
     env.config["linux"]["rootfsPropagation"] = json!("private");
     env.sh("awk '$5 == \"/\"' /proc/self/mountinfo");
     let out = env.run_ok();
-    assert!(!out.contains("shared:") && !out.contains("master:"), "{out}");
+    assert!(
+        !out.contains("shared:") && !out.contains("master:"),
+        "{out}"
+    );
     env.config["linux"]["rootfsPropagation"] = json!("rshared");
     let out = env.run_ok();
     assert!(out.contains("shared:"), "{out}");
@@ -138,7 +190,13 @@ fn no_pivot() {
     let mut env = Env::new("no-pivot");
     env.sh("ls /bin/busybox && cat /proc/self/mountinfo | wc -l");
     env.write_config();
-    let out = env.berth(&["run", "--no-pivot", "-b", env.bundle.to_str().unwrap(), &env.id]);
+    let out = env.berth(&[
+        "run",
+        "--no-pivot",
+        "-b",
+        env.bundle.to_str().unwrap(),
+        &env.id,
+    ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stdout_of(&out).starts_with("/bin/busybox\n"));
 }
@@ -151,23 +209,45 @@ fn symlinks_in_the_image_cannot_point_a_mount_outside_the_rootfs() {
     let rootfs = env.bundle.join("rootfs");
     // An absolute symlink, a relative one climbing out, and a chain.
     std::os::unix::fs::symlink(&outside, rootfs.join("abs")).unwrap();
-    std::os::unix::fs::symlink("../../../../../../../../../../../../tmp", rootfs.join("rel")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../../../../../../tmp",
+        rootfs.join("rel"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("/rel", rootfs.join("chain")).unwrap();
-    add_mount(&mut env, json!({"destination": "/abs/evil", "type": "tmpfs", "source": "tmpfs"}));
-    add_mount(&mut env, json!({"destination": "/chain/evil2", "type": "tmpfs", "source": "tmpfs"}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/abs/evil", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    add_mount(
+        &mut env,
+        json!({"destination": "/chain/evil2", "type": "tmpfs", "source": "tmpfs"}),
+    );
     env.sh("grep -c evil /proc/self/mountinfo");
     assert_eq!(env.run_ok(), "2\n");
-    assert!(!outside.join("evil").exists(), "mount point created outside the rootfs");
-    assert!(!std::path::Path::new("/tmp/evil2").exists(), "mount point created outside the rootfs");
+    assert!(
+        !outside.join("evil").exists(),
+        "mount point created outside the rootfs"
+    );
+    assert!(
+        !std::path::Path::new("/tmp/evil2").exists(),
+        "mount point created outside the rootfs"
+    );
     // They landed inside: <rootfs>/<outside path>/evil and <rootfs>/tmp/evil2.
-    assert!(rootfs.join(outside.strip_prefix("/").unwrap()).join("evil").is_dir());
+    assert!(rootfs
+        .join(outside.strip_prefix("/").unwrap())
+        .join("evil")
+        .is_dir());
     assert!(rootfs.join("tmp/evil2").is_dir());
 }
 
 #[test]
 fn missing_bind_source_is_an_error_naming_it() {
     let mut env = Env::new("mount-missing-src");
-    add_mount(&mut env, json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
+    add_mount(
+        &mut env,
+        json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}),
+    );
     let (code, _, err) = env.run();
     assert_ne!(code, 0);
     assert!(err.contains("/no/such/source"), "{err}");
@@ -218,12 +298,21 @@ fn masked_and_readonly_paths() {
     let mut env = Env::new("masked-readonly");
     std::fs::create_dir_all(env.bundle.join("rootfs/secret")).unwrap();
     std::fs::write(env.bundle.join("rootfs/secret/key"), "k").unwrap();
-    env.config["linux"]["maskedPaths"] = json!(["/proc/version", "/secret", "/proc/nonexistent", "/etc/passwd"]);
+    env.config["linux"]["maskedPaths"] = json!([
+        "/proc/version",
+        "/secret",
+        "/proc/nonexistent",
+        "/etc/passwd"
+    ]);
     env.config["linux"]["readonlyPaths"] = json!(["/proc/sys", "/proc/nonexistent2", "/tmp"]);
     env.config["root"]["readonly"] = json!(false);
     env.sh("wc -c < /proc/version; ls /secret | wc -l; wc -c < /etc/passwd; echo 1 > /proc/sys/vm/overcommit_memory 2>/dev/null || echo sys-ro; touch /tmp/x 2>/dev/null || echo tmp-ro");
     let (code, out, err) = env.run();
-    assert_eq!((code, out.as_str()), (0, "0\n0\n0\nsys-ro\ntmp-ro\n"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "0\n0\n0\nsys-ro\ntmp-ro\n"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -235,8 +324,14 @@ fn cgroup_mount_without_and_with_cgroupns() {
     for h in ["cpu", "memory", "pids", "devices", "freezer", "unified"] {
         assert!(out.lines().any(|l| l == h), "{h} missing: {out}");
     }
-    assert!(out.contains("\nown\nro\n"), "the container sees its own cgroup: {out}");
-    env.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"}));
+    assert!(
+        out.contains("\nown\nro\n"),
+        "the container sees its own cgroup: {out}"
+    );
+    env.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
     let out = env.run_ok();
     assert!(out.contains("\nown\nro\n"), "{out}");
 }

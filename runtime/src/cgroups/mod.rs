@@ -244,12 +244,11 @@ impl Cgroup {
     }
 
     /// Creates the directories (or finds them, when joining an existing
-    /// cgroup). Returns whether berth made the leaf and so owns it.
-    pub fn create(&self, layout: &Layout) -> Result<bool> {
-        let mut owned = false;
+    /// cgroup). Returns, per directory, whether berth made it and so owns it.
+    pub fn create(&self, layout: &Layout) -> Result<Vec<bool>> {
+        let mut owned = Vec::new();
         for (h, dir) in layout.hierarchies.iter().zip(&self.paths) {
-            let made = mkdir_all(dir)?;
-            owned |= made;
+            owned.push(mkdir_all(dir)?);
             if h.has("cpuset") {
                 v1::init_cpuset(&h.mount_point, dir)?;
             }
@@ -370,11 +369,13 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Removes the container's cgroup directories, nested ones first,
-    /// waiting briefly for exiting processes to leave.
-    pub fn remove(&self) -> Result<()> {
-        for dir in &self.paths {
-            remove_tree(dir)?;
+    /// Removes the cgroup directories berth made (`owned`, per path), nested
+    /// ones first, waiting briefly for exiting processes to leave.
+    pub fn remove(&self, owned: &[bool]) -> Result<()> {
+        for (dir, owned) in self.paths.iter().zip(owned) {
+            if *owned {
+                remove_tree(dir)?;
+            }
         }
         Ok(())
     }

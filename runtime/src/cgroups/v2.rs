@@ -119,10 +119,16 @@ pub fn compile(rules: &[DeviceRule]) -> Vec<Insn> {
         block.push(insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow)));
         block.push(insn(JMP_EXIT, 0, 0, 0, 0));
         let len = block.len();
+        let unconditional = jumps.is_empty();
         for j in jumps {
             block[j].off = (len - j - 1) as i16;
         }
         prog.extend(block);
+        // Everything after a rule that matches all devices is unreachable,
+        // and the verifier refuses unreachable code.
+        if unconditional {
+            return prog;
+        }
     }
     prog.push(insn(ALU64_MOV_K, 0, 0, 0, 0));
     prog.push(insn(JMP_EXIT, 0, 0, 0, 0));
@@ -180,8 +186,24 @@ pub fn apply_devices(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
         license: license.as_ptr() as u64,
         ..Default::default()
     };
-    let prog_fd = bpf(BPF_PROG_LOAD, &mut attr)
-        .map_err(|e| Error::sys("load the cgroup2 device eBPF program", e))?;
+    let prog_fd = match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Load again with the verifier's log, to say why.
+            let mut log = vec![0u8; 1 << 16];
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+            let _ = bpf(BPF_PROG_LOAD, &mut attr);
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            let last = text.lines().collect::<Vec<_>>().join(" / ");
+            return Err(Error::sys(
+                format!("load the cgroup2 device eBPF program ({last})"),
+                e,
+            ));
+        }
+    };
     // SAFETY: the kernel just returned this fd to us.
     let prog_fd = unsafe { OwnedFd::from_raw_fd(prog_fd) };
     let cg = fs::File::open(dir).map_err(|e| Error::path("open", dir, e))?;
