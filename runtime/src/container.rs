@@ -192,6 +192,9 @@ fn create_in(
     opts: &CreateOptions,
 ) -> Result<i32> {
     let dir = undo.dir.as_ref().expect("dir is set");
+    // Record which cgroups berth is about to make before making them, so a
+    // create killed in between leaves state that `delete --force` can act on.
+    st.cgroup_owned = cgroup.paths.iter().map(|p| !p.exists()).collect();
     dir.save(st)?;
     let fifo = dir.fifo_path();
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -199,9 +202,14 @@ fn create_in(
     // Writable by whatever user the init ends up as (mkfifo applies umask).
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Error::path("chmod", &fifo, e))?;
-    st.cgroup_owned = cgroup.create(layout)?;
     undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
-    dir.save(st)?;
+    let made = cgroup.create(layout)?;
+    if made != st.cgroup_owned {
+        // Another container made (or removed) a shared directory meanwhile.
+        st.cgroup_owned = made;
+        undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
+        dir.save(st)?;
+    }
 
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();

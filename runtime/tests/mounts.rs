@@ -13,8 +13,7 @@ fn add_mount(env: &mut Env, m: serde_json::Value) {
 /// The mountinfo line of `dest` as the container sees it.
 fn mountinfo_line<'a>(out: &'a str, dest: &str) -> &'a str {
     out.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
         .unwrap_or_else(|| panic!("{dest} not mounted in:\n{out}"))
 }
 
