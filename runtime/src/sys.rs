@@ -61,16 +61,25 @@ pub fn openat2(
         mode: u64::from(mode),
         resolve,
     };
-    // SAFETY: path is NUL-terminated; how is a valid open_how of the size passed.
-    let fd = check(unsafe {
-        libc::syscall(
-            SYS_OPENAT2,
-            dirfd,
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    })?;
+    // With `..` in the path, the kernel answers EAGAIN when any rename or
+    // mount happened on the system during the lookup: just try again.
+    let mut tries = 0;
+    let fd = loop {
+        // SAFETY: path is NUL-terminated; how is a valid open_how of the size passed.
+        let r = check(unsafe {
+            libc::syscall(
+                SYS_OPENAT2,
+                dirfd,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        });
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 1000 => tries += 1,
+            other => break other?,
+        }
+    };
     // SAFETY: the kernel returned a new fd that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
