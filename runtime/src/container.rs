@@ -157,7 +157,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         bundle: bundle.dir.clone(),
         rootfs: rootfs.clone(),
         created: state::now_rfc3339(),
-        owner: String::new(),
+        owner: current_user_name(),
         cgroup_paths: cgroup.paths.clone(),
         cgroup_owned: Vec::new(),
         config: bundle.raw.clone(),
@@ -335,6 +335,16 @@ fn clone_init(flags: nix::sched::CloneFlags, args: process::InitArgs) -> Result<
         process::run(args);
     }
     Ok(pid as i32)
+}
+
+/// The name of the user running berth, as runc records the container's owner.
+fn current_user_name() -> String {
+    let uid = nix::unistd::geteuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| crate::user::parse_passwd(&t).into_iter().find(|p| p.uid == uid))
+        .map(|p| p.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Writes the pid file atomically, as containerd reads it right away.
