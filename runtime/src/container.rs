@@ -32,6 +32,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `run` in the foreground with a terminal and no console socket:
+    /// berth receives the pty master itself and proxies it.
+    pub foreground_tty: bool,
 }
 
 /// A container that `create` just made, with its init still our child.
@@ -39,11 +42,13 @@ pub struct Created {
     pub pid: i32,
     pub dir: ContainerDir,
     pub state: State,
+    /// The pty master, when berth holds the terminal itself.
+    pub console: Option<std::os::fd::OwnedFd>,
 }
 
 /// Everything checked before anything is created, so that a bad config
 /// leaves nothing behind.
-fn validate(spec: &Spec, rootfs: &Path, plan: &Plan) -> Result<()> {
+fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Result<()> {
     let process = spec
         .process()
         .as_ref()
@@ -60,8 +65,16 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan) -> Result<()> {
     if let Some(r) = process.rlimits() {
         rlimits::validate(r)?;
     }
-    if process.terminal() == Some(true) {
-        return Err(Error::Unsupported("process.terminal".into()));
+    let terminal = process.terminal() == Some(true);
+    if terminal && opts.console_socket.is_none() && !opts.foreground_tty {
+        return Err(Error::Config(
+            "process.terminal: cannot allocate a tty when detached without --console-socket".into(),
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::Config(
+            "--console-socket: only valid with process.terminal set".into(),
+        ));
     }
     if (spec.hostname().is_some() || spec.domainname().is_some())
         && !plan.has(LinuxNamespaceType::Uts)
@@ -141,7 +154,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
     let plan = Plan::new(linux)?;
-    validate(spec, &rootfs, &plan)?;
+    validate(spec, &rootfs, &plan, opts)?;
     let cgroups_path = CgroupsPath::parse(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
     let layout = Layout::detect()?;
     let cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
@@ -169,12 +182,13 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         pid: 0,
     };
     match create_in(&mut undo, &mut st, &bundle, &plan, &layout, cgroup, opts) {
-        Ok(pid) => {
+        Ok((pid, console)) => {
             let dir = undo.dir.take().expect("dir is set until committed");
             Ok(Created {
                 pid,
                 dir,
                 state: st,
+                console,
             })
         }
         Err(e) => Err(e),
@@ -190,7 +204,7 @@ fn create_in(
     layout: &Layout,
     cgroup: Cgroup,
     opts: &CreateOptions,
-) -> Result<i32> {
+) -> Result<(i32, Option<std::os::fd::OwnedFd>)> {
     let dir = undo.dir.as_ref().expect("dir is set");
     // Record which cgroups berth is about to make before making them, so a
     // create killed in between leaves state that `delete --force` can act on.
@@ -214,6 +228,22 @@ fn create_in(
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
     let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
+    // Where the init sends the pty master: the caller's socket, or ours.
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let (console_ours, console_theirs) = match (&opts.console_socket, terminal) {
+        (Some(path), true) => (None, Some(crate::tty::connect(path)?)),
+        (None, true) => {
+            let (a, b) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            (Some(a), Some(b))
+        }
+        _ => (None, None),
+    };
 
     // Namespaces that apply to children: switch, clone, switch back.
     let mut for_children = Vec::new();
@@ -253,6 +283,7 @@ fn create_in(
         channel: child_end,
         close_fds: vec![parent_end.raw_fd(), dir.lock_fd()],
         exec_fifo: &fifo_fd,
+        console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
@@ -260,6 +291,7 @@ fn create_in(
     let pid = clone_init(plan.clone_flags, init_args)?;
     undo.pid = pid;
     drop(fifo_fd);
+    drop(console_theirs);
     for guard in for_children {
         guard.restore()?;
     }
@@ -292,6 +324,10 @@ fn create_in(
         None => return Err(Error::Other("container init exited during setup".into())),
     }
 
+    let console = match console_ours {
+        Some(sock) => Some(crate::tty::recv_fd(sock.as_raw_fd())?),
+        None => None,
+    };
     st.pid = pid;
     st.pid_start = state::process_start_time(pid).unwrap_or(0);
     dir.save(st)?;
@@ -303,7 +339,7 @@ fn create_in(
         .ctx(|| "signal the container init")?;
     // Exiting before the init has cleared its parent-death signal would kill it.
     match parent_end.recv().ctx(|| "read from the container init")? {
-        Some(Msg::Detached) => Ok(pid),
+        Some(Msg::Detached) => Ok((pid, console)),
         Some(Msg::Error(e)) => Err(Error::Other(e)),
         _ => Err(Error::Other("container init exited during setup".into())),
     }
@@ -342,7 +378,11 @@ fn current_user_name() -> String {
     let uid = nix::unistd::geteuid().as_raw();
     std::fs::read_to_string("/etc/passwd")
         .ok()
-        .and_then(|t| crate::user::parse_passwd(&t).into_iter().find(|p| p.uid == uid))
+        .and_then(|t| {
+            crate::user::parse_passwd(&t)
+                .into_iter()
+                .find(|p| p.uid == uid)
+        })
         .map(|p| p.name)
         .unwrap_or_else(|| uid.to_string())
 }

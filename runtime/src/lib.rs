@@ -18,6 +18,7 @@ pub mod rootfs;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod tty;
 pub mod user;
 
 /// berth's own version.

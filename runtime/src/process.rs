@@ -18,7 +18,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::Plan;
 use crate::rootfs::{self, Root};
 use crate::sync::{Channel, Msg};
-use crate::{devices, mounts};
+use crate::{devices, mounts, tty};
 
 /// Everything the init needs, prepared by the parent before the clone so
 /// the init only has to make system calls.
@@ -37,6 +37,8 @@ pub struct InitArgs<'a> {
     /// O_PATH fd of the exec fifo, opened by the parent: the state
     /// directory is not reachable for a root mapped into a user namespace.
     pub exec_fifo: &'a OwnedFd,
+    /// Where to send the pty master when process.terminal is set.
+    pub console_socket: Option<i32>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -100,6 +102,10 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
         nix::unistd::chdir("/").ctx(|| "chdir /")?;
     }
+    let pty = match a.console_socket {
+        Some(sock) => Some(setup_terminal(sock, process)?),
+        None => None,
+    };
     if let Some(hostname) = a.spec.hostname() {
         nix::unistd::sethostname(hostname).ctx(|| format!("set hostname {hostname:?}"))?;
     }
@@ -118,6 +124,10 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         }
     }
 
+    if let Some(pty) = &pty {
+        tty::make_controlling(&pty.slave)?;
+    }
+    drop(pty);
     let env = environment(process);
     change_cwd(process)?;
     let program = find_program(process, &env)?;
@@ -261,6 +271,29 @@ pub fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
             )))
         }
     }))
+}
+
+/// config.md "process.terminal": a pty from the container's devpts, its
+/// slave on /dev/console, the master sent to whoever holds the console
+/// socket.
+fn setup_terminal(socket: i32, process: &Process) -> Result<tty::Pty> {
+    let pty = tty::open_pty()?;
+    if let Some(size) = process.console_size() {
+        tty::set_size(
+            pty.master.as_raw_fd(),
+            size.height() as u16,
+            size.width() as u16,
+        )?;
+    }
+    tty::mount_console(&pty.slave)?;
+    tty::send_fd(
+        socket,
+        pty.master.as_raw_fd(),
+        &tty::slave_path(&pty.slave)?,
+    )?;
+    // SAFETY: the socket's job is done; the init must not keep it.
+    unsafe { libc::close(socket) };
+    Ok(pty)
 }
 
 /// pivot_root (or move + chroot with --no-pivot), then root.readonly.

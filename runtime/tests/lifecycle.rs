@@ -382,3 +382,95 @@ fn pid_reuse_is_recognised_as_stopped() {
     st.pid_start = start + 1;
     assert_eq!(status(&dir.0, &st, || false), Status::Stopped);
 }
+
+/// Opens a pty pair for a test that needs a terminal of its own (CI has none).
+fn open_pty() -> (std::fs::File, std::fs::File) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    (
+        std::fs::File::from(pty.master),
+        std::fs::File::from(pty.slave),
+    )
+}
+
+/// Reads from `f` until `want` shows up or the deadline passes.
+fn read_until(f: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: fcntl on a fd we own.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    while std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        if String::from_utf8_lossy(&out).contains(want) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn terminal_in_the_foreground_is_proxied() {
+    let mut env = Env::new("tty-run");
+    env.config["process"]["terminal"] = json!(true);
+    env.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    env.sh("[ -t 0 ] && [ -t 1 ] && echo is-a-tty; tty; readlink /dev/console >/dev/null; stat -c %t /dev/console; read line; echo got:$line; exit 5");
+    env.write_config();
+    let (mut master, slave) = open_pty();
+    let mut cmd = std::process::Command::new(BERTH);
+    cmd.arg("--root")
+        .arg(&env.root)
+        .args(["run", "-b"])
+        .arg(&env.bundle)
+        .arg(&env.id)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().unwrap();
+    let out = read_until(&mut master, "/dev/pts/0");
+    assert!(out.contains("is-a-tty"), "{out}");
+    std::io::Write::write_all(&mut master, b"hello\n").unwrap();
+    let out = read_until(&mut master, "got:hello");
+    assert!(out.contains("got:hello"), "{out}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5));
+    env.expect_no_state();
+}
+
+#[test]
+fn terminal_through_the_console_socket() {
+    use std::os::fd::AsRawFd;
+    let mut env = Env::new("tty-socket");
+    env.config["process"]["terminal"] = json!(true);
+    env.config["process"]["consoleSize"] = json!({"height": 40, "width": 120});
+    env.sh("stty size; tty; sleep 100");
+    env.write_config();
+    let sock_path = env.scratch.0.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let out = env.berth(&[
+        "create",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "-b",
+        env.bundle.to_str().unwrap(),
+        &env.id,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (conn, _) = listener.accept().unwrap();
+    let fd = berth::tty::recv_fd(conn.as_raw_fd()).unwrap();
+    let mut master = std::fs::File::from(fd);
+    assert!(env.berth(&["start", &env.id]).status.success());
+    let out = read_until(&mut master, "/dev/pts/0");
+    assert!(out.contains("40 120"), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(env.berth(&["delete", "-f", &env.id]).status.success());
+    // A terminal without a console socket cannot be detached.
+    let out = env.berth(&["create", "-b", env.bundle.to_str().unwrap(), &env.id]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("console"), "{}", stderr_of(&out));
+    env.expect_no_state();
+}

@@ -1,0 +1,206 @@
+//! Terminals (config.md "process.terminal", "process.consoleSize";
+//! runtime-linux.md "/dev/console").
+//!
+//! The pty is allocated inside the container, from its own devpts instance,
+//! and the master is sent over a unix socket with SCM_RIGHTS: to the
+//! caller's `--console-socket` (containerd's shim, podman's conmon), or, for
+//! `berth run` in the foreground, to berth itself, which then proxies the
+//! pty to its own stdin/stdout as runc does.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+use nix::sys::termios;
+
+use crate::error::{Context, Error, Result};
+
+/// Connects to the caller's console socket (before the clone: its path is
+/// a host path the init cannot reach after pivot_root).
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let fd = socket::socket(
+        socket::AddressFamily::Unix,
+        socket::SockType::Stream,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "console socket")?;
+    let addr = UnixAddr::new(path).ctx(|| format!("--console-socket {}", path.display()))?;
+    socket::connect(fd.as_raw_fd(), &addr)
+        .ctx(|| format!("connect to --console-socket {}", path.display()))?;
+    Ok(fd)
+}
+
+/// A pty pair made in the container.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// Opens a new pty from the container's /dev/ptmx (after pivot_root).
+pub fn open_pty() -> Result<Pty> {
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/ptmx")
+        .map_err(|e| Error::path("open", "/dev/ptmx", e))?;
+    let master = OwnedFd::from(master);
+    // SAFETY: ioctls on the pty master we own.
+    unsafe {
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(Error::sys("unlock pty", std::io::Error::last_os_error()));
+        }
+        let slave = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if slave < 0 {
+            return Err(Error::sys("open pty peer", std::io::Error::last_os_error()));
+        }
+        Ok(Pty {
+            master,
+            slave: OwnedFd::from_raw_fd(slave),
+        })
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// The name of the pty slave (e.g. /dev/pts/0), for /dev/console.
+pub fn slave_path(slave: &OwnedFd) -> Result<String> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .map_err(|e| Error::sys("find pty name", e))?;
+    Ok(link.display().to_string())
+}
+
+/// Bind-mounts the slave onto /dev/console (runtime-linux.md).
+pub fn mount_console(slave: &OwnedFd) -> Result<()> {
+    let name = slave_path(slave)?;
+    let console = Path::new("/dev/console");
+    if !console.exists() {
+        std::fs::File::create(console).map_err(|e| Error::path("create", console, e))?;
+    }
+    nix::mount::mount(
+        Some(name.as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind {name} to /dev/console"))
+}
+
+pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(Error::sys(
+            "set process.consoleSize",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the slave the process's controlling terminal and its stdio.
+pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
+    nix::unistd::setsid().ctx(|| "setsid")?;
+    // SAFETY: TIOCSCTTY on our slave fd; dup2 onto stdio.
+    unsafe {
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
+            return Err(Error::sys(
+                "make the pty the controlling terminal",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        for target in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), target) < 0 {
+                return Err(Error::sys(
+                    "dup pty to stdio",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `fd` over a connected unix socket, as runc does (with the pty's
+/// name as the payload).
+pub fn send_fd(socket: RawFd, fd: RawFd, name: &str) -> Result<()> {
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(name.as_bytes())];
+    socket::sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None)
+        .ctx(|| "send the pty master over the console socket")?;
+    Ok(())
+}
+
+/// Receives one fd sent with [`send_fd`].
+pub fn recv_fd(socket: RawFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = socket::recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ctx(|| "receive the pty master")?;
+    for c in msg.cmsgs().ctx(|| "receive the pty master")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel gave us this fd.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::Other("console socket: no fd received".into()))
+}
+
+/// Puts our own terminal in raw mode for the proxy, restoring it on drop.
+pub struct RawMode {
+    fd: RawFd,
+    saved: termios::Termios,
+}
+
+impl RawMode {
+    pub fn enter(fd: RawFd) -> Option<RawMode> {
+        // SAFETY: fd 0 lives for the whole process.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let saved = termios::tcgetattr(bfd).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(bfd, termios::SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: as in enter.
+        let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        let _ = termios::tcsetattr(bfd, termios::SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies the window size of `from` (our terminal) to `to` (the pty).
+pub fn copy_size(from: RawFd, to: RawFd) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize.
+    unsafe {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
