@@ -97,17 +97,39 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
                 "linux.intelRdt (no resctrl filesystem on this host)".into(),
             ));
         }
-        if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(Error::Unsupported("linux.netDevices".into()));
+        if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+            if !plan.has(LinuxNamespaceType::Network) {
+                return Err(Error::Config(
+                    "linux.netDevices: needs a network namespace of the container's own".into(),
+                ));
+            }
+            crate::netdev::validate(devices)?;
         }
     }
     crate::process::root_propagation(spec)?;
     for m in spec.mounts().iter().flatten() {
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(Error::Unsupported(format!(
-                "mounts: {}: idmapped mounts",
-                m.destination().display()
-            )));
+        if crate::mounts::wants_idmap(m) {
+            let dest = m.destination().display();
+            let bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind");
+            if !bind {
+                return Err(Error::Unsupported(format!(
+                    "mounts: {dest}: idmapped mounts other than bind mounts"
+                )));
+            }
+            if m.uid_mappings().is_some() != m.gid_mappings().is_some() {
+                return Err(Error::Config(format!(
+                    "mounts: {dest}: uidMappings and gidMappings go together"
+                )));
+            }
+            if m.uid_mappings().is_none() && !plan.new_user {
+                return Err(Error::Config(format!(
+                    "mounts: {dest}: idmap without uidMappings needs a user namespace to take the mapping from"
+                )));
+            }
         }
     }
     Ok(())
@@ -266,6 +288,7 @@ fn create_in(
         )?);
     }
 
+    let idmaps = idmap_namespaces(spec)?;
     let fifo_fd = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
@@ -284,6 +307,7 @@ fn create_in(
         close_fds: vec![parent_end.raw_fd(), dir.lock_fd()],
         exec_fifo: &fifo_fd,
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
+        idmaps: &idmaps,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
@@ -292,6 +316,7 @@ fn create_in(
     undo.pid = pid;
     drop(fifo_fd);
     drop(console_theirs);
+    drop(idmaps);
     for guard in for_children {
         guard.restore()?;
     }
@@ -309,6 +334,9 @@ fn create_in(
     )?;
     if let Some(r) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) {
         rlimits::apply(pid, r)?;
+    }
+    if let Some(devices) = linux.and_then(|l| l.net_devices().as_ref()) {
+        crate::netdev::move_into(pid, devices)?;
     }
     parent_end
         .send(&Msg::Go)
@@ -343,6 +371,31 @@ fn create_in(
         Some(Msg::Error(e)) => Err(Error::Other(e)),
         _ => Err(Error::Other("container init exited during setup".into())),
     }
+}
+
+/// One user namespace per idmapped mount (None for the others), made from
+/// the host's user namespace before the clone.
+fn idmap_namespaces(spec: &Spec) -> Result<Vec<Option<std::os::fd::OwnedFd>>> {
+    let linux = spec.linux().as_ref();
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        if !crate::mounts::wants_idmap(m) {
+            out.push(None);
+            continue;
+        }
+        let uid = m
+            .uid_mappings()
+            .clone()
+            .or_else(|| linux.and_then(|l| l.uid_mappings().clone()))
+            .unwrap_or_default();
+        let gid = m
+            .gid_mappings()
+            .clone()
+            .or_else(|| linux.and_then(|l| l.gid_mappings().clone()))
+            .unwrap_or_default();
+        out.push(Some(namespaces::userns_with_maps(&uid, &gid)?));
+    }
+    Ok(out)
 }
 
 /// Clones the init with `flags` like fork(2) (same stack, copy-on-write);

@@ -12,6 +12,7 @@ pub mod error;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;

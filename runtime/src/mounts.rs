@@ -26,6 +26,9 @@ pub struct Options {
     pub data: Vec<String>,
     /// crun/runc's `tmpcopyup`: a tmpfs starts with the directory's contents.
     pub tmpcopyup: bool,
+    /// `idmap`/`ridmap`: an idmapped mount (recursively for `ridmap`).
+    pub idmap: bool,
+    pub ridmap: bool,
 }
 
 impl Default for Options {
@@ -37,6 +40,8 @@ impl Default for Options {
             attr_clr: 0,
             data: Vec::new(),
             tmpcopyup: false,
+            idmap: false,
+            ridmap: false,
         }
     }
 }
@@ -90,6 +95,11 @@ impl Options {
                 "unbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE),
                 "runbindable" => o.propagation.push(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
                 "tmpcopyup" => o.tmpcopyup = true,
+                "idmap" => o.idmap = true,
+                "ridmap" => {
+                    o.idmap = true;
+                    o.ridmap = true;
+                }
                 other => {
                     if let Some((set, attr)) = recursive_attr(other) {
                         if set {
@@ -178,17 +188,29 @@ pub struct MountContext<'a> {
     pub layout: &'a Layout,
     pub cgroup: &'a Cgroup,
     pub cgroupns: bool,
+    /// Per mount: the user namespace that carries its idmapping, if any.
+    pub idmaps: &'a [Option<OwnedFd>],
 }
 
 /// Mounts every `mounts` entry, in order (config.md: "in the listed order").
 pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<()> {
-    for m in mounts {
-        mount_one(ctx, m)?;
+    for (i, m) in mounts.iter().enumerate() {
+        mount_one(ctx, m, ctx.idmaps.get(i).and_then(Option::as_ref))?;
     }
     Ok(())
 }
 
-fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
+/// Whether a mount asks for an idmapping (by option or by mappings).
+pub fn wants_idmap(m: &Mount) -> bool {
+    m.uid_mappings().is_some()
+        || m.gid_mappings().is_some()
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap")
+}
+
+fn mount_one(ctx: &MountContext, m: &Mount, idmap: Option<&OwnedFd>) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("none");
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
@@ -233,7 +255,10 @@ fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
             dest.display()
         )
     };
-    if is_bind {
+    if let Some(userns) = idmap {
+        let src = source.as_deref().unwrap_or(Path::new(""));
+        idmapped_bind(src, &target, userns, &opts).ctx(what)?;
+    } else if is_bind {
         let src = source.as_deref().unwrap_or(Path::new(""));
         mount(
             Some(src),
@@ -299,6 +324,36 @@ fn mount_one(ctx: &MountContext, m: &Mount) -> Result<()> {
         .map_err(|e| Error::path("set recursive mount attributes on", dest, e))?;
     }
     Ok(())
+}
+
+/// config.md "uidMappings"/"gidMappings": a detached copy of the source,
+/// given the mapping of `userns` with mount_setattr(MOUNT_ATTR_IDMAP), then
+/// attached at the target.
+fn idmapped_bind(
+    src: &Path,
+    target: &OwnedFd,
+    userns: &OwnedFd,
+    opts: &Options,
+) -> std::io::Result<()> {
+    let csrc = CString::new(src.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let recursive = opts.flags.contains(MsFlags::MS_REC);
+    let mut flags = sys::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+    if recursive {
+        flags |= sys::AT_RECURSIVE;
+    }
+    let tree = sys::open_tree(libc::AT_FDCWD, &csrc, flags)?;
+    let attr = MountAttr {
+        attr_set: sys::MOUNT_ATTR_IDMAP,
+        userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let mut set_flags = libc::AT_EMPTY_PATH as u32;
+    if opts.ridmap {
+        set_flags |= sys::AT_RECURSIVE;
+    }
+    sys::mount_setattr(tree.as_raw_fd(), c"", set_flags, &attr)?;
+    sys::move_mount_to_fd(tree.as_fd(), target.as_fd())
 }
 
 /// `tmpcopyup`: a tmpfs that starts with what the directory under it held.
@@ -558,19 +613,6 @@ pub fn apply_readonly_paths(paths: &[String]) -> Result<()> {
             .ctx(|| format!("make {p} read-only"))?;
     }
     Ok(())
-}
-
-/// Detached copy of a mount tree, for idmapped mounts.
-pub fn clone_tree(src: &CStr) -> std::io::Result<OwnedFd> {
-    sys::open_tree(
-        libc::AT_FDCWD,
-        src,
-        sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE | libc::O_CLOEXEC as u32,
-    )
-}
-
-pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> std::io::Result<()> {
-    sys::move_mount_to_fd(tree.as_fd(), target.as_fd())
 }
 
 #[cfg(test)]

@@ -285,3 +285,60 @@ impl ForChildren {
         nix::sched::setns(self.original.as_fd(), self.flags).ctx(|| "restore own namespace")
     }
 }
+
+/// A user namespace holding `uid`/`gid` mappings, for an idmapped mount: a
+/// helper process is cloned into a new user namespace, its maps written,
+/// its namespace opened, and the helper let go.
+pub fn userns_with_maps(
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<std::os::fd::OwnedFd> {
+    let (hold, wait) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe")?;
+    // SAFETY: fork-like clone; the child only blocks on a read and exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(Error::sys(
+            "clone a user namespace for an idmapped mount",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(wait);
+        let mut b = [0u8; 1];
+        // SAFETY: read until the parent closes its end, then leave.
+        unsafe {
+            libc::read(hold.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    let pid = pid as i32;
+    drop(hold);
+    let render = |maps: &[LinuxIdMapping]| -> String {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let result = (|| {
+        for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+            let path = format!("/proc/{pid}/{file}");
+            std::fs::write(&path, render(maps))
+                .map_err(|e| Error::path("write mount idmapping to", &path, e))?;
+        }
+        let ns = format!("/proc/{pid}/ns/user");
+        File::open(&ns)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| Error::path("open", &ns, e))
+    })();
+    drop(wait);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}

@@ -39,6 +39,8 @@ pub struct InitArgs<'a> {
     pub exec_fifo: &'a OwnedFd,
     /// Where to send the pty master when process.terminal is set.
     pub console_socket: Option<i32>,
+    /// Per mount: the user namespace of its idmapping.
+    pub idmaps: &'a [Option<OwnedFd>],
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -226,6 +228,7 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
         layout: a.layout,
         cgroup: a.cgroup,
         cgroupns: a.plan.has(LinuxNamespaceType::Cgroup),
+        idmaps: a.idmaps,
     };
     mounts::mount_all(&ctx, mounts)?;
     // runc leaves /dev alone when the config bind-mounts it from elsewhere.

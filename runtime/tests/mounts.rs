@@ -334,3 +334,42 @@ fn cgroup_mount_without_and_with_cgroupns() {
     let out = env.run_ok();
     assert!(out.contains("\nown\nro\n"), "{out}");
 }
+
+#[test]
+fn idmapped_bind_mount() {
+    let mut env = Env::new("mount-idmap");
+    let src = env.scratch.0.join("owned");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("by-root"), "x").unwrap();
+    std::os::unix::fs::chown(src.join("by-root"), Some(0), Some(0)).unwrap();
+    std::fs::write(src.join("by-1000"), "y").unwrap();
+    std::os::unix::fs::chown(src.join("by-1000"), Some(1000), Some(1000)).unwrap();
+    // On disk 0 → seen as 5000, 1000 → 6000.
+    add_mount(
+        &mut env,
+        json!({
+            "destination": "/mapped", "type": "bind", "source": src, "options": ["bind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 5000, "size": 1}, {"containerID": 1000, "hostID": 6000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 5000, "size": 1}, {"containerID": 1000, "hostID": 6000, "size": 1}]
+        }),
+    );
+    env.sh("stat -c '%n %u %g' /mapped/by-root /mapped/by-1000");
+    assert_eq!(
+        env.run_ok(),
+        "/mapped/by-root 5000 5000\n/mapped/by-1000 6000 6000\n"
+    );
+    // The host's view is unchanged.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(src.join("by-root")).unwrap().uid(), 0);
+
+    // idmap without mappings and without a user namespace is an error.
+    let mut env = Env::new("mount-idmap-bad");
+    add_mount(
+        &mut env,
+        json!({"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}),
+    );
+    let (code, _, err) = env.run();
+    assert_ne!(code, 0);
+    assert!(err.contains("/m") && err.contains("idmap"), "{err}");
+    env.expect_no_state();
+}

@@ -230,3 +230,60 @@ fn hostname_without_uts_namespace_is_refused() {
     assert!(err.contains("uts"), "{err}");
     env.expect_no_state();
 }
+
+/// A veth pair on the host; removed on drop (moving one end into a
+/// container that has exited destroys both already).
+struct Veth(String);
+
+impl Veth {
+    fn new(name: &str, peer: &str) -> Veth {
+        let ok = std::process::Command::new("ip")
+            .args(["link", "add", name, "type", "veth", "peer", "name", peer])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip link add {name}");
+        Veth(name.to_string())
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn net_devices_move_with_their_addresses_and_come_up() {
+    let tag = std::process::id() % 10000;
+    let (host, peer) = (format!("bv{tag}a"), format!("bv{tag}b"));
+    let _veth = Veth::new(&host, &peer);
+    let ip = |args: &[&str]| {
+        assert!(std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success())
+    };
+    ip(&["addr", "add", "10.231.7.1/24", "dev", &host]);
+    ip(&["-6", "addr", "add", "fd00:231::1/64", "dev", &host, "nodad"]);
+    let mut env = Env::new("netdev");
+    env.config["linux"]["netDevices"] = json!({ host.clone(): {"name": "eth7"} });
+    env.sh("ip -o addr show dev eth7; ip -o link show dev eth7");
+    let out = env.run_ok();
+    assert!(out.contains("10.231.7.1/24"), "{out}");
+    assert!(out.contains("fd00:231::1/64"), "{out}");
+    assert!(out.contains("state UP") || out.contains(",UP"), "{out}");
+    // The device left the host with the container.
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{host}")).exists());
+
+    let mut env = Env::new("netdev-missing");
+    env.config["linux"]["netDevices"] = json!({"no-such-dev0": {}});
+    let (code, _, err) = env.run();
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-dev0"), "{err}");
+    env.expect_no_state();
+}

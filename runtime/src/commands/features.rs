@@ -80,7 +80,8 @@ pub fn features() -> Result<()> {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": true}},
+            "netDevices": {"enabled": true},
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",
