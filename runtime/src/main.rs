@@ -154,6 +154,18 @@ enum Command {
     },
     /// Print what this runtime supports (runtime-spec features.md).
     Features,
+    /// Checkpoint a container (not supported).
+    #[command(hide = true)]
+    Checkpoint {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Restore a container (not supported).
+    #[command(hide = true)]
+    Restore {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn version() -> String {
@@ -259,6 +271,12 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Resume { id } => commands::pause::resume(&g, id)?,
         Command::Spec { bundle, rootless } => commands::spec::spec(bundle, *rootless)?,
         Command::Features => commands::features::features()?,
+        Command::Checkpoint { .. } | Command::Restore { .. } => {
+            return Err(berth::error::Error::Unsupported(
+                "checkpoint/restore (berth does not drive CRIU)".into(),
+            )
+            .into())
+        }
     }
     Ok(0)
 }

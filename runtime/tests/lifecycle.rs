@@ -474,3 +474,57 @@ fn terminal_through_the_console_socket() {
     assert!(stderr_of(&out).contains("console"), "{}", stderr_of(&out));
     env.expect_no_state();
 }
+
+#[test]
+fn preserve_fds_passes_exactly_those() {
+    use std::os::unix::process::CommandExt;
+    let mut env = Env::new("preserve-fds");
+    env.sh(
+        "read line <&3; echo got:$line; echo to-four >&4; readlink /proc/self/fd/5 || echo no-fd-5",
+    );
+    env.write_config();
+    let input = env.scratch.0.join("in");
+    std::fs::write(&input, "from-three\n").unwrap();
+    let output = env.scratch.0.join("out4");
+    let f3 = std::fs::File::open(&input).unwrap();
+    let f4 = std::fs::File::create(&output).unwrap();
+    let f5 = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    let (a, b, c) = (f3.as_raw_fd(), f4.as_raw_fd(), f5.as_raw_fd());
+    let mut cmd = std::process::Command::new(BERTH);
+    cmd.arg("--root")
+        .arg(&env.root)
+        .args(["run", "--preserve-fds", "2", "-b"])
+        .arg(&env.bundle)
+        .arg(&env.id);
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, to) in [(a, 3), (b, 4), (c, 5)] {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = output_via_files(cmd, &env.scratch.0);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(text.starts_with("got:from-three\n"), "{text}");
+    // fd 5 was open in berth's caller but not asked for.
+    assert_eq!(text.lines().nth(1), Some("no-fd-5"), "{text}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "to-four\n");
+}
+
+#[test]
+fn checkpoint_is_a_clear_error() {
+    let env = Env::new("checkpoint");
+    let out = env.berth(&["checkpoint", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("not supported"),
+        "{}",
+        stderr_of(&out)
+    );
+}
