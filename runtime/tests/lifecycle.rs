@@ -500,10 +500,18 @@ fn preserve_fds_passes_exactly_those() {
     // SAFETY: only dup2 between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            for (from, to) in [(a, 3), (b, 4), (c, 5)] {
-                if libc::dup2(from, to) < 0 {
+            // Lift the sources out of the way first: one of them may sit on
+            // a target number already.
+            for (from, high) in [(a, 103), (b, 104), (c, 105)] {
+                if libc::dup2(from, high) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            for (high, to) in [(103, 3), (104, 4), (105, 5)] {
+                if libc::dup2(high, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(high);
             }
             Ok(())
         });
