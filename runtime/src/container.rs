@@ -107,6 +107,9 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
         }
     }
     crate::process::root_propagation(spec)?;
+    if let Some(hooks) = spec.hooks() {
+        crate::hooks::validate(hooks)?;
+    }
     for m in spec.mounts().iter().flatten() {
         if crate::mounts::wants_idmap(m) {
             let dest = m.destination().display();
@@ -338,10 +341,35 @@ fn create_in(
     if let Some(devices) = linux.and_then(|l| l.net_devices().as_ref()) {
         crate::netdev::move_into(pid, devices)?;
     }
+    let hooks = spec.hooks().as_ref();
+    let hook_state = if hooks.is_some() {
+        hook_state(st, pid, "creating")
+    } else {
+        String::new()
+    };
     parent_end
-        .send(&Msg::Go)
+        .send(&Msg::Go(hook_state.clone()))
         .ctx(|| "signal the container init")?;
-    match parent_end.recv().ctx(|| "read from the container init")? {
+    let mut reply = parent_end.recv().ctx(|| "read from the container init")?;
+    if reply == Some(Msg::Mounted) {
+        let h = hooks.expect("the init asks only when there are hooks");
+        let state = hook_state.as_bytes();
+        crate::hooks::run_all(
+            "prestart",
+            h.prestart().as_deref().unwrap_or_default(),
+            state,
+        )?;
+        crate::hooks::run_all(
+            "createRuntime",
+            h.create_runtime().as_deref().unwrap_or_default(),
+            state,
+        )?;
+        parent_end
+            .send(&Msg::HooksDone)
+            .ctx(|| "signal the container init")?;
+        reply = parent_end.recv().ctx(|| "read from the container init")?;
+    }
+    match reply {
         Some(Msg::Ready) => {}
         Some(Msg::Error(e)) => return Err(Error::Other(e)),
         Some(other) => {
@@ -371,6 +399,20 @@ fn create_in(
         Some(Msg::Error(e)) => Err(Error::Other(e)),
         _ => Err(Error::Other("container init exited during setup".into())),
     }
+}
+
+/// The state document hooks read on stdin.
+pub fn hook_state(st: &State, pid: i32, status: &str) -> String {
+    let bundle = st.bundle.display().to_string();
+    serde_json::to_string(&crate::hooks::HookState {
+        oci_version: st.oci_version(),
+        id: &st.id,
+        status,
+        pid,
+        bundle: &bundle,
+        annotations: st.annotations(),
+    })
+    .unwrap_or_default()
 }
 
 /// One user namespace per idmapped mount (None for the others), made from
@@ -532,7 +574,31 @@ pub fn start(c: &Container) -> Result<()> {
             )))
         }
     }
-    release_init(&c.dir.fifo_path(), c.state.pid, c.state.pid_start)
+    release_init(&c.dir.fifo_path(), c.state.pid, c.state.pid_start)?;
+    run_poststart(c)
+}
+
+/// The hooks of the config the container was created from.
+pub fn hooks_of(st: &State) -> Option<oci_spec::runtime::Hooks> {
+    st.config
+        .get("hooks")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+}
+
+/// config.md "poststart": after the user program started. A failure stops
+/// the container and fails `start`.
+pub fn run_poststart(c: &Container) -> Result<()> {
+    let Some(list) = hooks_of(&c.state).and_then(|h| h.poststart().clone()) else {
+        return Ok(());
+    };
+    let state = hook_state(&c.state, c.state.pid, "running");
+    if let Err(e) = crate::hooks::run_all("poststart", &list, state.as_bytes()) {
+        let _ = c.cgroup().signal_all(&c.layout, libc::SIGKILL);
+        // SAFETY: kill(2) of the container's init.
+        unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Opens the exec fifo for reading (never blocking: the open succeeds at
@@ -641,5 +707,14 @@ pub fn destroy(c: Container) -> Result<()> {
         }
         cgroup.remove(&c.state.cgroup_owned)?;
     }
-    c.dir.remove()
+    let hooks = hooks_of(&c.state).and_then(|h| h.poststop().clone());
+    let state = hook_state(&c.state, 0, "stopped");
+    c.dir.remove()?;
+    // config.md "poststop": a failure is a warning; the delete stands.
+    if let Some(list) = hooks {
+        if let Err(e) = crate::hooks::run_all("poststop", &list, state.as_bytes()) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(())
 }

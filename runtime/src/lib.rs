@@ -9,6 +9,7 @@ pub mod config;
 pub mod container;
 pub mod devices;
 pub mod error;
+pub mod hooks;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;

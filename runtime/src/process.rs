@@ -75,7 +75,11 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     // SAFETY: umask never fails. Device and directory modes are exact.
     unsafe { libc::umask(0) };
 
-    expect(&a.channel, Msg::Go)?;
+    let hook_state = match a.channel.recv().ctx(|| "read from berth create")? {
+        Some(Msg::Go(state)) => state,
+        Some(Msg::Error(e)) => return Err(Error::Other(e)),
+        other => return Err(Error::Other(format!("unexpected message {other:?}"))),
+    };
     a.plan.join_in_init()?;
     if a.plan.new_user {
         become_root_in_user_namespace()?;
@@ -97,6 +101,16 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     let has_mount_ns = a.plan.has(LinuxNamespaceType::Mount);
     if has_mount_ns {
         setup_rootfs(a)?;
+    }
+    let hooks = a.spec.hooks().as_ref();
+    if hooks.is_some_and(has_runtime_side_create_hooks) {
+        a.channel
+            .send(&Msg::Mounted)
+            .ctx(|| "report to berth create")?;
+        expect(&a.channel, Msg::HooksDone)?;
+    }
+    if let Some(list) = hooks.and_then(|h| h.create_container().as_deref()) {
+        crate::hooks::run_all("createContainer", list, hook_state.as_bytes())?;
     }
     if has_mount_ns {
         change_root(a)?;
@@ -160,8 +174,28 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         .send(&Msg::Detached)
         .ctx(|| "report to berth create")?;
     wait_for_start(a.exec_fifo)?;
+    if let Some(list) = hooks.and_then(|h| h.start_container().as_deref()) {
+        crate::hooks::run_all(
+            "startContainer",
+            list,
+            with_status(&hook_state, "created").as_bytes(),
+        )?;
+    }
 
     exec(a, process, &program, &env)
+}
+
+/// Whether `create` runs hooks while the init waits (prestart, createRuntime).
+pub fn has_runtime_side_create_hooks(h: &oci_spec::runtime::Hooks) -> bool {
+    h.prestart().as_ref().is_some_and(|l| !l.is_empty())
+        || h.create_runtime().as_ref().is_some_and(|l| !l.is_empty())
+}
+
+/// The hook state with another status.
+fn with_status(state: &str, status: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+    v["status"] = serde_json::Value::from(status);
+    v.to_string()
 }
 
 fn expect(channel: &Channel, want: Msg) -> Result<()> {

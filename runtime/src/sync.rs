@@ -11,7 +11,12 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Parent → init: id maps written, cgroup joined, rlimits set; go on.
-    Go,
+    /// Carries the state JSON the init's own hooks read (empty without hooks).
+    Go(String),
+    /// Init → parent: mounts done (before pivot_root): run createRuntime hooks.
+    Mounted,
+    /// Parent → init: the runtime-side hooks ran.
+    HooksDone,
     /// Init → parent: set up and about to wait for `start`.
     Ready,
     /// Parent → init: state saved; stop dying with the parent.
@@ -43,7 +48,13 @@ impl Channel {
 
     pub fn send(&self, msg: &Msg) -> io::Result<()> {
         let buf: Vec<u8> = match msg {
-            Msg::Go => vec![b'G'],
+            Msg::Go(state) => {
+                let mut v = vec![b'G'];
+                v.extend_from_slice(state.as_bytes());
+                v
+            }
+            Msg::Mounted => vec![b'M'],
+            Msg::HooksDone => vec![b'H'],
             Msg::Ready => vec![b'R'],
             Msg::Committed => vec![b'C'],
             Msg::Detached => vec![b'D'],
@@ -87,7 +98,9 @@ impl Channel {
             }
             let buf = &buf[..n as usize];
             return Ok(Some(match buf[0] {
-                b'G' => Msg::Go,
+                b'G' => Msg::Go(String::from_utf8_lossy(&buf[1..]).into_owned()),
+                b'M' => Msg::Mounted,
+                b'H' => Msg::HooksDone,
                 b'R' => Msg::Ready,
                 b'C' => Msg::Committed,
                 b'D' => Msg::Detached,

@@ -44,7 +44,17 @@ pub fn run(g: &Global, id: &str, opts: &RunOptions) -> Result<i32> {
     // Release the container lock: state/kill from other processes must work
     // while we wait.
     drop(created.dir);
-    if let Err(e) = container::release_init(&fifo, pid, pid_start) {
+    let has_poststart = container::hooks_of(&created.state)
+        .and_then(|h| h.poststart().clone())
+        .is_some_and(|l| !l.is_empty());
+    let started = container::release_init(&fifo, pid, pid_start).and_then(|()| {
+        if has_poststart {
+            container::run_poststart(&Container::load(&g.root, id)?)
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = started {
         cleanup(g, id);
         return Err(e);
     }
