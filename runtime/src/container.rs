@@ -65,6 +65,10 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
     if let Some(r) = process.rlimits() {
         rlimits::validate(r)?;
     }
+    crate::attributes::validate_lsm(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
     let terminal = process.terminal() == Some(true);
     if terminal && opts.console_socket.is_none() && !opts.foreground_tty {
         return Err(Error::Config(
@@ -292,6 +296,7 @@ fn create_in(
     }
 
     let idmaps = idmap_namespaces(spec)?;
+    let listen_fds = socket_activation_fds();
     let fifo_fd = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
@@ -313,7 +318,12 @@ fn create_in(
         idmaps: &idmaps,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
-        preserve_fds: opts.preserve_fds,
+        preserve_fds: listen_fds + opts.preserve_fds,
+        extra_env: if listen_fds > 0 {
+            vec![format!("LISTEN_FDS={listen_fds}"), "LISTEN_PID=1".into()]
+        } else {
+            Vec::new()
+        },
     };
     let pid = clone_init(plan.clone_flags, init_args)?;
     undo.pid = pid;
@@ -413,6 +423,23 @@ pub fn hook_state(st: &State, pid: i32, status: &str) -> String {
         annotations: st.annotations(),
     })
     .unwrap_or_default()
+}
+
+/// systemd socket activation: fds 3.. passed to berth itself (LISTEN_PID
+/// is ours) go on to the container, before any --preserve-fds ones, as
+/// runc does.
+fn socket_activation_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One user namespace per idmapped mount (None for the others), made from

@@ -2,6 +2,7 @@
 //! is a thin command line over [`commands`]; see ARCHITECTURE.md for the
 //! process model.
 
+pub mod attributes;
 pub mod capabilities;
 pub mod cgroups;
 pub mod commands;

@@ -18,7 +18,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::Plan;
 use crate::rootfs::{self, Root};
 use crate::sync::{Channel, Msg};
-use crate::{devices, mounts, tty};
+use crate::{attributes, devices, mounts, tty};
 
 /// Everything the init needs, prepared by the parent before the clone so
 /// the init only has to make system calls.
@@ -44,6 +44,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Added to process.env (systemd socket activation's LISTEN_FDS).
+    pub extra_env: Vec<String>,
 }
 
 /// Entry point of the cloned child; never returns.
@@ -144,9 +146,19 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         tty::make_controlling(&pty.slave)?;
     }
     drop(pty);
-    let env = environment(process);
+    let mut env = environment(process);
+    env.extend(a.extra_env.iter().cloned());
     change_cwd(process)?;
     let program = find_program(process, &env)?;
+    if let Some(s) = process.scheduler() {
+        attributes::set_scheduler(s)?;
+    }
+    if let Some(p) = process.io_priority() {
+        attributes::set_io_priority(p)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        attributes::set_memory_policy(p)?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
             Error::path(
@@ -505,6 +517,18 @@ fn exec(
     program: &CString,
     env: &[String],
 ) -> Result<std::convert::Infallible> {
+    if let Some(p) = a
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+    {
+        attributes::set_personality(p)?;
+    }
+    attributes::set_exec_labels(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask never fails.
     unsafe { libc::umask(umask as libc::mode_t) };
