@@ -10,6 +10,8 @@ pub mod config;
 pub mod container;
 pub mod devices;
 pub mod error;
+pub mod exec;
+pub mod foreground;
 pub mod hooks;
 pub mod logging;
 pub mod mounts;

@@ -111,6 +111,58 @@ enum Command {
         #[arg(long)]
         no_subreaper: bool,
     },
+    /// Run a new process in a running container.
+    Exec {
+        /// A process.json to run (config.md "process").
+        #[arg(short = 'p', long, value_name = "FILE")]
+        process: Option<PathBuf>,
+        /// Allocate a pseudo-TTY.
+        #[arg(short, long)]
+        tty: bool,
+        /// Unix socket to receive the pty master.
+        #[arg(long, value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+        /// Do not wait for the process.
+        #[arg(short, long)]
+        detach: bool,
+        /// File to write the process's PID to.
+        #[arg(long, value_name = "PATH")]
+        pid_file: Option<PathBuf>,
+        /// Working directory inside the container.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Set an environment variable (K=V).
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// UID[:GID], or names from the container's /etc/passwd and /etc/group.
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Additional groups.
+        #[arg(long, value_delimiter = ',')]
+        additional_gids: Vec<u32>,
+        /// Add a capability.
+        #[arg(short = 'c', long)]
+        cap: Vec<String>,
+        /// Set no_new_privs.
+        #[arg(long)]
+        no_new_privs: bool,
+        /// AppArmor profile.
+        #[arg(long)]
+        apparmor: Option<String>,
+        /// SELinux process label.
+        #[arg(long)]
+        process_label: Option<String>,
+        /// Pass this many fds (from 3 up) to the process.
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        /// Exec even if the container is paused.
+        #[arg(long)]
+        ignore_paused: bool,
+        id: String,
+        /// The command, verbatim.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (or all its processes).
@@ -168,6 +220,50 @@ enum Command {
     },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn exec_command_is_verbatim() {
+        assert_eq!(
+            mark_exec_command(v("berth --root /r exec -t x ls -l")),
+            v("berth --root /r exec -t x -- ls -l")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec --cwd /tmp -e A=1 x sh -c -t")),
+            v("berth exec --cwd /tmp -e A=1 x -- sh -c -t")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec x -- ls")),
+            v("berth exec x -- ls")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec --process p.json x")),
+            v("berth exec --process p.json x")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth run -b x y")),
+            v("berth run -b x y")
+        );
+        let cli = Cli::try_parse_from(mark_exec_command(v("berth exec x ls -t --help"))).unwrap();
+        match cli.command {
+            Some(Command::Exec {
+                id, command, tty, ..
+            }) => {
+                assert_eq!(id, "x");
+                assert_eq!(command, v("ls -t --help"));
+                assert!(!tty);
+            }
+            _ => panic!("not exec"),
+        }
+    }
+}
+
 fn version() -> String {
     let seccomp = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
@@ -180,8 +276,53 @@ fn version() -> String {
     )
 }
 
+/// Options of `exec` that take a value (so the scan for the ID skips it).
+const EXEC_VALUE_OPTIONS: &[&str] = &[
+    "-p",
+    "--process",
+    "--console-socket",
+    "--pid-file",
+    "--cwd",
+    "-e",
+    "--env",
+    "-u",
+    "--user",
+    "--additional-gids",
+    "-c",
+    "--cap",
+    "--apparmor",
+    "--process-label",
+    "--preserve-fds",
+];
+/// Global options that take a value.
+const GLOBAL_VALUE_OPTIONS: &[&str] = &["--root", "--log", "--log-format", "--rootless", "--criu"];
+
+/// runc passes everything after `exec ID` to the process verbatim
+/// (`berth exec ID sh -c '...'`, `berth exec ID ls -l`): mark that point
+/// with `--` so no option parser reorders or eats those arguments.
+fn mark_exec_command(args: Vec<String>) -> Vec<String> {
+    let skip_options = |args: &[String], mut i: usize, with_value: &[&str]| {
+        while i < args.len() && args[i].starts_with('-') && args[i] != "--" {
+            let takes_value = with_value.contains(&args[i].as_str());
+            i += if takes_value { 2 } else { 1 };
+        }
+        i
+    };
+    let sub = skip_options(&args, 1, GLOBAL_VALUE_OPTIONS);
+    if args.get(sub).map(String::as_str) != Some("exec") {
+        return args;
+    }
+    let id = skip_options(&args, sub + 1, EXEC_VALUE_OPTIONS);
+    if id + 1 >= args.len() || args[id] == "--" || args[id + 1] == "--" {
+        return args;
+    }
+    let mut out = args;
+    out.insert(id + 1, "--".into());
+    out
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(mark_exec_command(std::env::args().collect()));
     if cli.version {
         println!("{}", version());
         return;
@@ -255,6 +396,45 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
                 no_subreaper: *no_subreaper,
             };
             return Ok(commands::run::run(&g, id, &opts)?);
+        }
+        Command::Exec {
+            process,
+            tty,
+            console_socket,
+            detach,
+            pid_file,
+            cwd,
+            env,
+            user,
+            additional_gids,
+            cap,
+            no_new_privs,
+            apparmor,
+            process_label,
+            preserve_fds,
+            ignore_paused,
+            id,
+            command,
+        } => {
+            let opts = berth::exec::ExecOptions {
+                process: process.clone(),
+                tty: *tty,
+                console_socket: console_socket.clone(),
+                detach: *detach,
+                pid_file: pid_file.clone(),
+                cwd: cwd.clone(),
+                env: env.clone(),
+                user: user.clone(),
+                additional_gids: additional_gids.clone(),
+                caps: cap.clone(),
+                no_new_privs: *no_new_privs,
+                apparmor: apparmor.clone(),
+                process_label: process_label.clone(),
+                preserve_fds: *preserve_fds,
+                ignore_paused: *ignore_paused,
+                args: command.clone(),
+            };
+            return Ok(berth::exec::exec(&g.root, id, &opts)?);
         }
         Command::State { id } => commands::state::state(&g, id)?,
         Command::Kill { id, signal, all } => commands::kill::kill(&g, id, signal, *all)?,

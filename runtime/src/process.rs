@@ -142,14 +142,59 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         }
     }
 
+    let program = become_process(process, linux, pty, &a.extra_env)?;
+
+    // Created: report, then wait for `start` on the exec fifo.
+    a.channel
+        .send(&Msg::Ready)
+        .ctx(|| "report ready to berth create")?;
+    expect(&a.channel, Msg::Committed)?;
+    set_parent_death_signal(0)?;
+    a.channel
+        .send(&Msg::Detached)
+        .ctx(|| "report to berth create")?;
+    wait_for_start(a.exec_fifo)?;
+    if let Some(list) = hooks.and_then(|h| h.start_container().as_deref()) {
+        crate::hooks::run_all(
+            "startContainer",
+            list,
+            with_status(&hook_state, "created").as_bytes(),
+        )?;
+    }
+
+    exec_program(&program, a.preserve_fds)
+}
+
+/// A program ready to execve: path, argv, envp, prepared while berth's
+/// allocator may still be used.
+pub struct Program {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    umask: u32,
+    personality: Option<oci_spec::runtime::LinuxPersonality>,
+    apparmor: Option<String>,
+    selinux: Option<String>,
+}
+
+/// The steps that turn this process into the configured one, shared by the
+/// init and `exec` (config.md "process", in runc's order): terminal, env,
+/// cwd, program lookup, scheduling attributes, oomScoreAdj, no_new_privs,
+/// bounding set, user, capability sets.
+pub fn become_process(
+    process: &Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    pty: Option<tty::Pty>,
+    extra_env: &[String],
+) -> Result<Program> {
     if let Some(pty) = &pty {
         tty::make_controlling(&pty.slave)?;
     }
     drop(pty);
     let mut env = environment(process);
-    env.extend(a.extra_env.iter().cloned());
+    env.extend(extra_env.iter().cloned());
     change_cwd(process)?;
-    let program = find_program(process, &env)?;
+    let path = find_program(process, &env)?;
     if let Some(s) = process.scheduler() {
         attributes::set_scheduler(s)?;
     }
@@ -175,26 +220,21 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     caps.apply_bounding()?;
     set_user(process)?;
     caps.apply()?;
-
-    // Created: report, then wait for `start` on the exec fifo.
-    a.channel
-        .send(&Msg::Ready)
-        .ctx(|| "report ready to berth create")?;
-    expect(&a.channel, Msg::Committed)?;
-    set_parent_death_signal(0)?;
-    a.channel
-        .send(&Msg::Detached)
-        .ctx(|| "report to berth create")?;
-    wait_for_start(a.exec_fifo)?;
-    if let Some(list) = hooks.and_then(|h| h.start_container().as_deref()) {
-        crate::hooks::run_all(
-            "startContainer",
-            list,
-            with_status(&hook_state, "created").as_bytes(),
-        )?;
-    }
-
-    exec(a, process, &program, &env)
+    let to_c = |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?}: contains NUL")));
+    Ok(Program {
+        path,
+        args: process
+            .args()
+            .iter()
+            .flatten()
+            .map(|s| to_c(s))
+            .collect::<Result<_>>()?,
+        env: env.iter().map(|s| to_c(s)).collect::<Result<_>>()?,
+        umask: process.user().umask().unwrap_or(0o022),
+        personality: linux.and_then(|l| l.personality().clone()),
+        apparmor: process.apparmor_profile().clone(),
+        selinux: process.selinux_label().clone(),
+    })
 }
 
 /// Whether `create` runs hooks while the init waits (prestart, createRuntime).
@@ -510,47 +550,94 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     std::io::Write::write_all(&mut f, b"0").map_err(|e| Error::path("write exec fifo", &path, e))
 }
 
-/// The last step: umask, fds, and execve of the user's program.
-fn exec(
-    a: &InitArgs,
-    process: &Process,
-    program: &CString,
-    env: &[String],
-) -> Result<std::convert::Infallible> {
-    if let Some(p) = a
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.personality().as_ref())
-    {
-        attributes::set_personality(p)?;
+/// The last step: personality, LSM labels, umask, fds, and execve.
+pub fn exec_program(p: &Program, preserve_fds: u32) -> Result<std::convert::Infallible> {
+    if let Some(personality) = &p.personality {
+        attributes::set_personality(personality)?;
     }
-    attributes::set_exec_labels(
-        process.apparmor_profile().as_deref(),
-        process.selinux_label().as_deref(),
-    )?;
-    let umask = process.user().umask().unwrap_or(0o022);
+    attributes::set_exec_labels(p.apparmor.as_deref(), p.selinux.as_deref())?;
     // SAFETY: umask never fails.
-    unsafe { libc::umask(umask as libc::mode_t) };
-    for fd in 3..3 + a.preserve_fds as i32 {
+    unsafe { libc::umask(p.umask as libc::mode_t) };
+    for fd in 3..3 + preserve_fds as i32 {
         // SAFETY: clearing FD_CLOEXEC on an fd the caller asked us to pass on.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    crate::sys::cloexec_from(3 + a.preserve_fds).ctx(|| "mark runtime fds close-on-exec")?;
-    let to_c = |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?}: contains NUL")));
-    let args: Vec<CString> = process
-        .args()
-        .iter()
-        .flatten()
-        .map(|s| to_c(s))
-        .collect::<Result<_>>()?;
-    let env: Vec<CString> = env.iter().map(|s| to_c(s)).collect::<Result<_>>()?;
-    let e = nix::unistd::execve(program, &args, &env).unwrap_err();
+    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "mark runtime fds close-on-exec")?;
+    let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
     Err(Error::sys(
         format!(
             "exec {}",
-            OsStr::from_bytes(program.as_bytes()).to_string_lossy()
+            OsStr::from_bytes(p.path.as_bytes()).to_string_lossy()
         ),
         e,
     ))
+}
+
+/// What an exec'd process needs, prepared by `berth exec` before the clone.
+pub struct ExecArgs<'a> {
+    pub process: &'a Process,
+    pub linux: Option<&'a oci_spec::runtime::Linux>,
+    /// The container's namespaces to join, user first, mount last.
+    pub namespaces: &'a [(nix::sched::CloneFlags, OwnedFd)],
+    pub joins_user: bool,
+    pub channel: Channel,
+    pub close_fds: Vec<i32>,
+    pub console_socket: Option<i32>,
+    pub preserve_fds: u32,
+}
+
+/// Entry point of the child `berth exec` clones; never returns.
+pub fn run_exec(args: ExecArgs) -> ! {
+    let err = match exec_in_container(&args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = args.channel.send(&Msg::Error(err.to_string()));
+    // SAFETY: _exit skips the parent's atexit handlers and buffers.
+    unsafe { libc::_exit(127) }
+}
+
+/// runtime.md has no exec; runc's contract: join every namespace of the
+/// container (the parent already put us in its pid namespace and cgroup),
+/// become the process, and execve. Success is the channel closing on exec.
+fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
+    for fd in &a.close_fds {
+        // SAFETY: closing the parent's fds that this process inherited.
+        unsafe { libc::close(*fd) };
+    }
+    set_parent_death_signal(libc::SIGKILL)?;
+    set_dumpable(false)?;
+    match a.channel.recv().ctx(|| "read from berth exec")? {
+        Some(Msg::Go(_)) => {}
+        Some(Msg::Error(e)) => return Err(Error::Other(e)),
+        other => return Err(Error::Other(format!("unexpected message {other:?}"))),
+    }
+    for (flags, fd) in a.namespaces {
+        nix::sched::setns(fd, *flags)
+            .ctx(|| format!("join the container's {flags:?} namespace"))?;
+    }
+    if a.joins_user {
+        become_root_in_user_namespace()?;
+    }
+    let pty = match a.console_socket {
+        Some(sock) => {
+            let pty = tty::open_pty()?;
+            if let Some(size) = a.process.console_size() {
+                tty::set_size(
+                    pty.master.as_raw_fd(),
+                    size.height() as u16,
+                    size.width() as u16,
+                )?;
+            }
+            tty::send_fd(sock, pty.master.as_raw_fd(), &tty::slave_path(&pty.slave)?)?;
+            // SAFETY: the socket's job is done.
+            unsafe { libc::close(sock) };
+            Some(pty)
+        }
+        None => None,
+    };
+    let program = become_process(a.process, a.linux, pty, &[])?;
+    // A detached exec outlives berth: no parent-death signal past here.
+    set_parent_death_signal(0)?;
+    exec_program(&program, a.preserve_fds)
 }

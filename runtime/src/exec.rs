@@ -1,0 +1,408 @@
+//! `berth exec`: a new process in a running container (runc's contract;
+//! the runtime spec leaves exec to implementations).
+//!
+//! Process model: berth switches its own pid (and time) namespace for
+//! children to the container's, clones one child straight into them, moves
+//! it into the container's cgroup and sets its rlimits, then lets it join
+//! the other namespaces and become the configured process (the same steps
+//! as the init: `process::become_process`). The child's end of the channel
+//! closes on a successful execve; an error arrives as a message instead.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
+
+use crate::container::{self, Container};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, ForChildren};
+use crate::rootfs::Root;
+use crate::state::Status;
+use crate::sync::{self, Msg};
+use crate::{attributes, foreground, process, rlimits, tty, user};
+
+/// `berth exec`'s flags.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    /// A process.json (config.md "process") to run instead of flags.
+    pub process: Option<PathBuf>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    /// The command and its arguments, verbatim.
+    pub args: Vec<String>,
+}
+
+/// Runs the process; returns its exit status (0 when detached).
+pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::State(
+                "cannot exec in a paused container (use --ignore-paused)".into(),
+            ))
+        }
+        s => return Err(Error::State(format!("cannot exec in a {s} container"))),
+    }
+    let spec: Spec = crate::config::parse_spec(c.state.config.clone())
+        .map_err(|e| Error::Other(format!("stored config: {e}")))?;
+    let process = build_process(&c, &spec, opts)?;
+    let (init, cgroup) = (c.state.pid, c.cgroup());
+    // exec changes no state: let other commands (resume, kill) at the
+    // container while this one waits for its process.
+    drop(c);
+    let linux = spec.linux().as_ref();
+    let terminal = process.terminal() == Some(true);
+    if terminal && opts.console_socket.is_none() && opts.detach {
+        return Err(Error::Config(
+            "exec: cannot allocate a tty when detached without --console-socket".into(),
+        ));
+    }
+    if let Some(r) = process.rlimits() {
+        rlimits::validate(r)?;
+    }
+    attributes::validate_lsm(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
+
+    let (joins, joins_user) = namespaces_to_join(&spec, init)?;
+    let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
+    let (console_ours, console_theirs) = console_channel(terminal, opts)?;
+
+    // pid and time namespaces apply to children: switch around the clone.
+    let mut for_children = Vec::new();
+    for (kind, flag) in [
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)),
+    ] {
+        let theirs = format!("/proc/{init}/ns/{kind}");
+        if differs(&theirs, &format!("/proc/self/ns/{kind}")) {
+            for_children.push(ForChildren::join(kind, flag, Path::new(&theirs))?);
+        }
+    }
+    let args = process::ExecArgs {
+        process: &process,
+        linux,
+        namespaces: &joins,
+        joins_user,
+        channel: child_end,
+        close_fds: vec![parent_end.raw_fd()],
+        console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
+        preserve_fds: opts.preserve_fds,
+    };
+    let pid = clone_child(args)?;
+    for guard in for_children {
+        guard.restore()?;
+    }
+    drop(console_theirs);
+    let kill_child = |e: Error| {
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        e
+    };
+
+    let affinity = process.exec_cpu_affinity().as_ref();
+    let setup = (|| {
+        if let Some(cpus) = affinity.and_then(attributes::initial_affinity) {
+            attributes::set_cpu_affinity(pid, cpus, "process.execCPUAffinity.initial")?;
+        }
+        cgroup.add(pid)?;
+        if let Some(cpus) = affinity.and_then(attributes::final_affinity) {
+            attributes::set_cpu_affinity(pid, cpus, "process.execCPUAffinity.final")?;
+        }
+        if let Some(r) = process.rlimits() {
+            rlimits::apply(pid, r)?;
+        }
+        parent_end
+            .send(&Msg::Go(String::new()))
+            .ctx(|| "signal the exec process")?;
+        match parent_end.recv().ctx(|| "read from the exec process")? {
+            None => Ok(()),
+            Some(Msg::Error(e)) => Err(Error::Other(e)),
+            Some(other) => Err(Error::Other(format!("exec process: unexpected {other:?}"))),
+        }
+    })();
+    setup.map_err(kill_child)?;
+
+    let console = match console_ours {
+        Some(sock) => Some(tty::recv_fd(sock.as_raw_fd())?),
+        None => None,
+    };
+    if let Some(pid_file) = &opts.pid_file {
+        container::write_pid_file(pid_file, pid)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let signals = foreground::block_signals()?;
+    match console {
+        Some(master) => {
+            let _raw = tty::RawMode::enter(0);
+            tty::copy_size(0, master.as_raw_fd());
+            foreground::wait_proxying(pid, &signals, &master)
+        }
+        None => foreground::wait_forwarding(pid, &signals),
+    }
+}
+
+/// Whether two namespace files name different namespaces.
+fn differs(a: &str, b: &str) -> bool {
+    match (std::fs::read_link(a), std::fs::read_link(b)) {
+        (Ok(x), Ok(y)) => x != y,
+        _ => false,
+    }
+}
+
+/// The init's namespaces that differ from ours, opened, user first and mount
+/// last (joining the mount namespace changes root and cwd).
+fn namespaces_to_join(spec: &Spec, init: i32) -> Result<(Vec<(CloneFlags, OwnedFd)>, bool)> {
+    let kinds: Vec<LinuxNamespaceType> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| n.typ())
+        .collect();
+    let order = [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Mount,
+    ];
+    let mut out = Vec::new();
+    let mut joins_user = false;
+    for t in order.into_iter().filter(|t| kinds.contains(t)) {
+        let name = namespaces::proc_name(t);
+        let theirs = format!("/proc/{init}/ns/{name}");
+        if !differs(&theirs, &format!("/proc/self/ns/{name}")) {
+            continue;
+        }
+        let f = File::open(&theirs).map_err(|e| Error::path("open", &theirs, e))?;
+        let flag = match t {
+            LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            _ => CloneFlags::CLONE_NEWNS,
+        };
+        joins_user |= t == LinuxNamespaceType::User;
+        out.push((flag, OwnedFd::from(f)));
+    }
+    Ok((out, joins_user))
+}
+
+fn console_channel(
+    terminal: bool,
+    opts: &ExecOptions,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    Ok(match (&opts.console_socket, terminal) {
+        (Some(path), true) => (None, Some(tty::connect(path)?)),
+        (None, true) => {
+            let (a, b) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            (Some(a), Some(b))
+        }
+        _ => (None, None),
+    })
+}
+
+fn clone_child(args: process::ExecArgs) -> Result<i32> {
+    // SAFETY: fork-like clone of a single-threaded process.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(Error::sys(
+            "clone the exec process",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        process::run_exec(args);
+    }
+    Ok(pid as i32)
+}
+
+/// The process to run: `--process` as given, or the container's own process
+/// with runc's overrides from the flags.
+fn build_process(c: &Container, spec: &Spec, opts: &ExecOptions) -> Result<Process> {
+    let mut p: Process = match &opts.process {
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| Error::path("read --process", path, e))?;
+            let raw: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            serde_path_to_error::deserialize(raw).map_err(|e| {
+                Error::Config(format!("{}: {}: {}", path.display(), e.path(), e.inner()))
+            })?
+        }
+        None => {
+            let mut p = spec.process().clone().unwrap_or_default();
+            if opts.args.is_empty() {
+                return Err(Error::Config("exec: a command is required".into()));
+            }
+            p.set_args(Some(opts.args.clone()));
+            p.set_terminal(Some(opts.tty));
+            p
+        }
+    };
+    if opts.process.is_some() && !opts.args.is_empty() {
+        p.set_args(Some(opts.args.clone()));
+    }
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Config("process.args: must not be empty".into()));
+    }
+    if opts.tty {
+        p.set_terminal(Some(true));
+    }
+    if let Some(cwd) = &opts.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if !opts.env.is_empty() {
+        p.set_env(Some(merge_env(
+            p.env().as_deref().unwrap_or_default(),
+            &opts.env,
+        )));
+    }
+    if let Some(u) = &opts.user {
+        let (passwd, group) = container_user_files(c.state.pid);
+        let r = user::resolve(u, &passwd, &group)
+            .map_err(|e| Error::Config(format!("exec -u: {e}")))?;
+        let mut usr = p.user().clone();
+        usr.set_uid(r.uid);
+        usr.set_gid(r.gid);
+        usr.set_additional_gids(if r.additional_gids.is_empty() {
+            None
+        } else {
+            Some(r.additional_gids)
+        });
+        p.set_user(usr);
+    }
+    if !opts.additional_gids.is_empty() {
+        let mut usr = p.user().clone();
+        usr.set_additional_gids(Some(opts.additional_gids.clone()));
+        p.set_user(usr);
+    }
+    if !opts.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &opts.caps {
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
+            let cap: Capability = serde_json::from_value(serde_json::Value::from(full.clone()))
+                .map_err(|_| Error::Config(format!("exec --cap {name}: unknown capability")))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut s = set.clone().unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            // Ambient needs inheritable; add it only where the config has some.
+            if caps.inheritable().is_some() {
+                caps.set_ambient(add(caps.ambient()));
+            }
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if opts.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = &opts.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &opts.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    Ok(p)
+}
+
+/// `-e K=V` replaces K in the environment, or adds it.
+fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    let mut index: HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.split('=').next().unwrap_or("").to_string(), i))
+        .collect();
+    for e in extra {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        match index.get(&key) {
+            Some(&i) => out[i] = e.clone(),
+            None => {
+                index.insert(key, out.len());
+                out.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The container's /etc/passwd and /etc/group, read inside its root so a
+/// symlink in the image cannot point the read at the host's files.
+fn container_user_files(init: i32) -> (String, String) {
+    let Ok(root) = Root::open(Path::new(&format!("/proc/{init}/root"))) else {
+        return (String::new(), String::new());
+    };
+    let read = |p: &str| -> String {
+        root.open_in(Path::new(p), libc::O_RDONLY)
+            .ok()
+            .map(File::from)
+            .and_then(|mut f| {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut f, &mut s)
+                    .ok()
+                    .map(|_| s)
+            })
+            .unwrap_or_default()
+    };
+    (read("/etc/passwd"), read("/etc/group"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merge() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let out = merge_env(&base, &["A=2".into(), "B=3".into()]);
+        assert_eq!(out, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+}
