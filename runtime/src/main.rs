@@ -220,50 +220,6 @@ enum Command {
     },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &str) -> Vec<String> {
-        s.split(' ').map(String::from).collect()
-    }
-
-    #[test]
-    fn exec_command_is_verbatim() {
-        assert_eq!(
-            mark_exec_command(v("berth --root /r exec -t x ls -l")),
-            v("berth --root /r exec -t x -- ls -l")
-        );
-        assert_eq!(
-            mark_exec_command(v("berth exec --cwd /tmp -e A=1 x sh -c -t")),
-            v("berth exec --cwd /tmp -e A=1 x -- sh -c -t")
-        );
-        assert_eq!(
-            mark_exec_command(v("berth exec x -- ls")),
-            v("berth exec x -- ls")
-        );
-        assert_eq!(
-            mark_exec_command(v("berth exec --process p.json x")),
-            v("berth exec --process p.json x")
-        );
-        assert_eq!(
-            mark_exec_command(v("berth run -b x y")),
-            v("berth run -b x y")
-        );
-        let cli = Cli::try_parse_from(mark_exec_command(v("berth exec x ls -t --help"))).unwrap();
-        match cli.command {
-            Some(Command::Exec {
-                id, command, tty, ..
-            }) => {
-                assert_eq!(id, "x");
-                assert_eq!(command, v("ls -t --help"));
-                assert!(!tty);
-            }
-            _ => panic!("not exec"),
-        }
-    }
-}
-
 fn version() -> String {
     let seccomp = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
@@ -459,4 +415,48 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn exec_command_is_verbatim() {
+        assert_eq!(
+            mark_exec_command(v("berth --root /r exec -t x ls -l")),
+            v("berth --root /r exec -t x -- ls -l")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec --cwd /tmp -e A=1 x sh -c -t")),
+            v("berth exec --cwd /tmp -e A=1 x -- sh -c -t")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec x -- ls")),
+            v("berth exec x -- ls")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth exec --process p.json x")),
+            v("berth exec --process p.json x")
+        );
+        assert_eq!(
+            mark_exec_command(v("berth run -b x y")),
+            v("berth run -b x y")
+        );
+        let cli = Cli::try_parse_from(mark_exec_command(v("berth exec x ls -t --help"))).unwrap();
+        match cli.command {
+            Some(Command::Exec {
+                id, command, tty, ..
+            }) => {
+                assert_eq!(id, "x");
+                assert_eq!(command, v("ls -t --help"));
+                assert!(!tty);
+            }
+            _ => panic!("not exec"),
+        }
+    }
 }
