@@ -280,3 +280,25 @@ fn exec_in_a_user_namespace() {
     assert!(text.starts_with("0\n") && text.contains("200000"), "{text}");
     assert!(env.berth(&["delete", "-f", &env.id]).status.success());
 }
+
+#[test]
+fn exec_cpu_affinity_final() {
+    let env = running("exec-affinity");
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let last = cpus - 1;
+    let process = json!({
+        "args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status | tr -d '\\t'"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0},
+        "execCPUAffinity": {"initial": "0", "final": format!("{last}")}
+    });
+    let pfile = env.scratch.0.join("affinity.json");
+    std::fs::write(&pfile, process.to_string()).unwrap();
+    let out = exec(&env, &["--process", pfile.to_str().unwrap(), &env.id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out), format!("Cpus_allowed_list:{last}\n"));
+    assert!(env.berth(&["delete", "-f", &env.id]).status.success());
+}
