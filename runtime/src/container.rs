@@ -337,6 +337,9 @@ fn create_in(
     if plan.new_user {
         namespaces::write_id_maps(pid, linux.expect("user namespace implies linux"))?;
     }
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply_resources(layout, r)?;
+    }
     cgroup.add(pid)?;
     cgroup.apply_devices(
         layout,

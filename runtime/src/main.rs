@@ -193,6 +193,60 @@ enum Command {
     },
     /// Suspend every process of a container.
     Pause { id: String },
+    /// Show a container's processes (arguments after the ID go to ps).
+    Ps {
+        /// table or json.
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change a container's resource limits.
+    Update {
+        id: String,
+        /// LinuxResources JSON from a file, or - for stdin.
+        #[arg(short, long, value_name = "FILE")]
+        resources: Option<String>,
+        #[arg(long)]
+        blkio_weight: Option<u16>,
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        #[arg(long, allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        #[arg(long)]
+        cpu_share: Option<u64>,
+        #[arg(long)]
+        cpu_rt_period: Option<u64>,
+        #[arg(long, allow_hyphen_values = true)]
+        cpu_rt_runtime: Option<i64>,
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        memory: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        memory_reservation: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        memory_swap: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        #[arg(long, allow_hyphen_values = true)]
+        kernel_memory: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        kernel_memory_tcp: Option<String>,
+    },
+    /// Stream a container's events (stats, oom) as JSON lines.
+    Events {
+        id: String,
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
     /// Resume a paused container.
     Resume { id: String },
     /// Write a default config.json.
@@ -250,12 +304,15 @@ const EXEC_VALUE_OPTIONS: &[&str] = &[
     "--process-label",
     "--preserve-fds",
 ];
+/// Options of `ps` that take a value.
+const PS_VALUE_OPTIONS: &[&str] = &["-f", "--format"];
 /// Global options that take a value.
 const GLOBAL_VALUE_OPTIONS: &[&str] = &["--root", "--log", "--log-format", "--rootless", "--criu"];
 
 /// runc passes everything after `exec ID` to the process verbatim
-/// (`berth exec ID sh -c '...'`, `berth exec ID ls -l`): mark that point
-/// with `--` so no option parser reorders or eats those arguments.
+/// (`berth exec ID sh -c '...'`, `berth exec ID ls -l`), and after `ps ID`
+/// to ps: mark that point with `--` so no option parser reorders or eats
+/// those arguments.
 fn mark_exec_command(args: Vec<String>) -> Vec<String> {
     let skip_options = |args: &[String], mut i: usize, with_value: &[&str]| {
         while i < args.len() && args[i].starts_with('-') && args[i] != "--" {
@@ -265,10 +322,12 @@ fn mark_exec_command(args: Vec<String>) -> Vec<String> {
         i
     };
     let sub = skip_options(&args, 1, GLOBAL_VALUE_OPTIONS);
-    if args.get(sub).map(String::as_str) != Some("exec") {
-        return args;
-    }
-    let id = skip_options(&args, sub + 1, EXEC_VALUE_OPTIONS);
+    let value_options = match args.get(sub).map(String::as_str) {
+        Some("exec") => EXEC_VALUE_OPTIONS,
+        Some("ps") => PS_VALUE_OPTIONS,
+        _ => return args,
+    };
+    let id = skip_options(&args, sub + 1, value_options);
     if id + 1 >= args.len() || args[id] == "--" || args[id + 1] == "--" {
         return args;
     }
@@ -404,6 +463,63 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             commands::list::list(&g, *quiet, json)?
         }
         Command::Pause { id } => commands::pause::pause(&g, id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => {
+            let json = match format.as_str() {
+                "json" => true,
+                "table" => false,
+                other => anyhow::bail!("--format: invalid value {other:?} (table or json)"),
+            };
+            commands::ps::ps(&g, id, json, ps_args)?
+        }
+        Command::Update {
+            id,
+            resources,
+            blkio_weight,
+            cpu_period,
+            cpu_quota,
+            cpu_share,
+            cpu_rt_period,
+            cpu_rt_runtime,
+            cpuset_cpus,
+            cpuset_mems,
+            memory,
+            memory_reservation,
+            memory_swap,
+            pids_limit,
+            kernel_memory,
+            kernel_memory_tcp,
+        } => {
+            let o = commands::update::UpdateOptions {
+                resources: resources.clone(),
+                blkio_weight: *blkio_weight,
+                cpu_period: *cpu_period,
+                cpu_quota: *cpu_quota,
+                cpu_share: *cpu_share,
+                cpu_rt_period: *cpu_rt_period,
+                cpu_rt_runtime: *cpu_rt_runtime,
+                cpuset_cpus: cpuset_cpus.clone(),
+                cpuset_mems: cpuset_mems.clone(),
+                memory: memory.clone(),
+                memory_reservation: memory_reservation.clone(),
+                memory_swap: memory_swap.clone(),
+                pids_limit: *pids_limit,
+                kernel_memory: kernel_memory.clone(),
+                kernel_memory_tcp: kernel_memory_tcp.clone(),
+            };
+            commands::update::update(&g, id, &o)?
+        }
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            let interval = commands::events::parse_interval(interval)?;
+            commands::events::events(&g, id, *stats, interval)?
+        }
         Command::Resume { id } => commands::pause::resume(&g, id)?,
         Command::Spec { bundle, rootless } => commands::spec::spec(bundle, *rootless)?,
         Command::Features => commands::features::features()?,

@@ -6,6 +6,8 @@
 //! gets one directory per hierarchy; its processes join every one of them.
 //! The host's hierarchies are never mounted, remounted or unmounted here.
 
+pub mod resources;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
