@@ -388,7 +388,7 @@ impl Cgroup {
         for write in v1_writes(r, memsw)? {
             match self.dir_for(layout, write.controller) {
                 Some((h, dir)) if !h.is_v2() => write_resource(dir, &write)?,
-                _ => v2_needed.push(write.controller),
+                _ => v2_needed.push(v2_name(write.controller)),
             }
         }
         if !v2_needed.is_empty() || r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
@@ -400,7 +400,7 @@ impl Cgroup {
             };
             for write in v2_writes(r)?
                 .iter()
-                .filter(|wr| v2_needed.contains(&v2_name(wr.controller)))
+                .filter(|wr| v2_needed.contains(&wr.controller))
             {
                 enable_controller(h, dir, write.controller)?;
                 write_resource(dir, write)?;
