@@ -296,6 +296,19 @@ fn create_in(
     }
 
     let idmaps = idmap_namespaces(spec)?;
+    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::compile_cached(s, &seccomp_cache(dir))?),
+        None => None,
+    };
+    let seccomp_listener = match (
+        &seccomp,
+        linux
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_path().as_ref()),
+    ) {
+        (Some(c), Some(path)) if c.notify => Some(crate::tty::connect(path)?),
+        _ => None,
+    };
     let listen_fds = socket_activation_fds();
     let fifo_fd = std::fs::OpenOptions::new()
         .read(true)
@@ -319,6 +332,8 @@ fn create_in(
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: listen_fds + opts.preserve_fds,
+        seccomp: seccomp.as_ref(),
+        seccomp_listener: seccomp_listener.as_ref().map(|f| f.as_raw_fd()),
         extra_env: if listen_fds > 0 {
             vec![format!("LISTEN_FDS={listen_fds}"), "LISTEN_PID=1".into()]
         } else {
@@ -330,6 +345,7 @@ fn create_in(
     drop(fifo_fd);
     drop(console_theirs);
     drop(idmaps);
+    drop(seccomp_listener);
     for guard in for_children {
         guard.restore()?;
     }
@@ -355,7 +371,8 @@ fn create_in(
         crate::netdev::move_into(pid, devices)?;
     }
     let hooks = spec.hooks().as_ref();
-    let hook_state = if hooks.is_some() {
+    let notify = seccomp.as_ref().is_some_and(|c| c.notify);
+    let hook_state = if hooks.is_some() || notify {
         hook_state(st, pid, "creating")
     } else {
         String::new()
@@ -426,6 +443,11 @@ pub fn hook_state(st: &State, pid: i32, status: &str) -> String {
         annotations: st.annotations(),
     })
     .unwrap_or_default()
+}
+
+/// Compiled seccomp profiles, shared by the containers of one `--root`.
+pub fn seccomp_cache(dir: &ContainerDir) -> PathBuf {
+    dir.path.parent().unwrap_or(Path::new("/")).join(".cache")
 }
 
 /// systemd socket activation: fds 3.. passed to berth itself (LISTEN_PID

@@ -63,7 +63,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     let spec: Spec = crate::config::parse_spec(c.state.config.clone())
         .map_err(|e| Error::Other(format!("stored config: {e}")))?;
     let process = build_process(&c, &spec, opts)?;
-    let (init, cgroup) = (c.state.pid, c.cgroup());
+    let (init, cgroup, state) = (c.state.pid, c.cgroup(), c.state.clone());
     // exec changes no state: let other commands (resume, kill) at the
     // container while this one waits for its process.
     drop(c);
@@ -83,6 +83,30 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     )?;
 
     let (joins, joins_user) = namespaces_to_join(&spec, init)?;
+    let seccomp_spec = linux.and_then(|l| l.seccomp().as_ref());
+    let program = match seccomp_spec {
+        Some(s) => Some(crate::seccomp::compile_cached(s, &root.join(".cache"))?),
+        None => None,
+    };
+    let listener = match (
+        &program,
+        seccomp_spec.and_then(|s| s.listener_path().as_ref()),
+    ) {
+        (Some(c), Some(path)) if c.notify => Some(tty::connect(path)?),
+        _ => None,
+    };
+    let listener_doc = listener.as_ref().map(|sock| {
+        let state = container::hook_state(&state, init, "running");
+        let meta = seccomp_spec.and_then(|s| s.listener_metadata().clone());
+        (
+            sock.as_raw_fd(),
+            crate::seccomp::listener_state(&state, init, meta.as_deref()),
+        )
+    });
+    let seccomp = program.as_ref().map(|program| crate::seccomp::Setup {
+        program,
+        listener: listener_doc,
+    });
     let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
     let (console_ours, console_theirs) = console_channel(terminal, opts)?;
 
@@ -106,8 +130,10 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         close_fds: vec![parent_end.raw_fd()],
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
         preserve_fds: opts.preserve_fds,
+        seccomp,
     };
     let pid = clone_child(args)?;
+    drop(listener);
     for guard in for_children {
         guard.restore()?;
     }

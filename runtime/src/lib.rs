@@ -20,6 +20,7 @@ pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod state;
 pub mod sync;
 pub mod sys;

@@ -46,6 +46,9 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// Added to process.env (systemd socket activation's LISTEN_FDS).
     pub extra_env: Vec<String>,
+    /// The compiled linux.seccomp profile, and the listenerPath socket.
+    pub seccomp: Option<&'a crate::seccomp::Compiled>,
+    pub seccomp_listener: Option<i32>,
 }
 
 /// Entry point of the cloned child; never returns.
@@ -142,7 +145,19 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         }
     }
 
-    let program = become_process(process, linux, pty, &a.extra_env)?;
+    let listener = a.seccomp_listener.map(|sock| {
+        let meta = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_metadata().clone());
+        (
+            sock,
+            crate::seccomp::listener_state(&hook_state, 1, meta.as_deref()),
+        )
+    });
+    let seccomp = a
+        .seccomp
+        .map(|program| crate::seccomp::Setup { program, listener });
+    let program = become_process(process, linux, pty, &a.extra_env, seccomp.as_ref())?;
 
     // Created: report, then wait for `start` on the exec fifo.
     a.channel
@@ -186,6 +201,7 @@ pub fn become_process(
     linux: Option<&oci_spec::runtime::Linux>,
     pty: Option<tty::Pty>,
     extra_env: &[String],
+    seccomp: Option<&crate::seccomp::Setup>,
 ) -> Result<Program> {
     if let Some(pty) = &pty {
         tty::make_controlling(&pty.slave)?;
@@ -213,13 +229,25 @@ pub fn become_process(
             )
         })?;
     }
-    if process.no_new_privileges() == Some(true) {
+    let nnp = process.no_new_privileges() == Some(true);
+    if nnp {
         set_no_new_privileges()?;
+    } else if let Some(s) = seccomp {
+        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
+        // the capability step may drop: load it now.
+        s.apply()?;
     }
     let caps = CapSets::from_spec(process.capabilities().as_ref());
     caps.apply_bounding()?;
     set_user(process)?;
     caps.apply()?;
+    if nnp {
+        // As late as possible, so the filter constrains the fewest of
+        // berth's own system calls.
+        if let Some(s) = seccomp {
+            s.apply()?;
+        }
+    }
     let to_c = |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?}: contains NUL")));
     Ok(Program {
         path,
@@ -584,6 +612,7 @@ pub struct ExecArgs<'a> {
     pub close_fds: Vec<i32>,
     pub console_socket: Option<i32>,
     pub preserve_fds: u32,
+    pub seccomp: Option<crate::seccomp::Setup<'a>>,
 }
 
 /// Entry point of the child `berth exec` clones; never returns.
@@ -636,7 +665,7 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
         }
         None => None,
     };
-    let program = become_process(a.process, a.linux, pty, &[])?;
+    let program = become_process(a.process, a.linux, pty, &[], a.seccomp.as_ref())?;
     // A detached exec outlives berth: no parent-death signal past here.
     set_parent_death_signal(0)?;
     exec_program(&program, a.preserve_fds)
