@@ -272,10 +272,14 @@ fn clone_child(args: process::ExecArgs) -> Result<i32> {
         )
     };
     if pid < 0 {
-        return Err(Error::sys(
-            "clone the exec process",
-            std::io::Error::last_os_error(),
-        ));
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOMEM) {
+            // The kernel's answer for a pid namespace whose init has died.
+            return Err(Error::State(
+                "cannot exec: the container is stopping".into(),
+            ));
+        }
+        return Err(Error::sys("clone the exec process", e));
     }
     if pid == 0 {
         process::run_exec(args);

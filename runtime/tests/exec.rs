@@ -201,12 +201,13 @@ fn paused_and_stopped_containers() {
     let out = pending.join().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(env.berth(&["kill", &env.id, "KILL"]).status.success());
-    for _ in 0..100 {
+    for _ in 0..500 {
         if env.status() == "stopped" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    assert_eq!(env.status(), "stopped");
     let out = exec(&env, &[&env.id, "true"]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("stopped"), "{}", stderr_of(&out));
