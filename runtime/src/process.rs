@@ -157,7 +157,14 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     let seccomp = a
         .seccomp
         .map(|program| crate::seccomp::Setup { program, listener });
-    let program = become_process(process, linux, pty, &a.extra_env, seccomp.as_ref())?;
+    let program = become_process(
+        process,
+        linux,
+        pty,
+        &a.extra_env,
+        seccomp.as_ref(),
+        a.preserve_fds,
+    )?;
 
     // Created: report, then wait for `start` on the exec fifo.
     a.channel
@@ -177,7 +184,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         )?;
     }
 
-    exec_program(&program, a.preserve_fds)
+    exec_program(&program)
 }
 
 /// A program ready to execve: path, argv, envp, prepared while berth's
@@ -187,9 +194,6 @@ pub struct Program {
     args: Vec<CString>,
     env: Vec<CString>,
     umask: u32,
-    personality: Option<oci_spec::runtime::LinuxPersonality>,
-    apparmor: Option<String>,
-    selinux: Option<String>,
 }
 
 /// The steps that turn this process into the configured one, shared by the
@@ -202,6 +206,7 @@ pub fn become_process(
     pty: Option<tty::Pty>,
     extra_env: &[String],
     seccomp: Option<&crate::seccomp::Setup>,
+    preserve_fds: u32,
 ) -> Result<Program> {
     if let Some(pty) = &pty {
         tty::make_controlling(&pty.slave)?;
@@ -241,6 +246,16 @@ pub fn become_process(
     caps.apply_bounding()?;
     set_user(process)?;
     caps.apply()?;
+    // What remains before execve is done before a late filter can refuse
+    // the system calls it takes.
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        attributes::set_personality(p)?;
+    }
+    attributes::set_exec_labels(
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
+    mark_fds_for_exec(preserve_fds)?;
     if nnp {
         // As late as possible, so the filter constrains the fewest of
         // berth's own system calls.
@@ -259,9 +274,6 @@ pub fn become_process(
             .collect::<Result<_>>()?,
         env: env.iter().map(|s| to_c(s)).collect::<Result<_>>()?,
         umask: process.user().umask().unwrap_or(0o022),
-        personality: linux.and_then(|l| l.personality().clone()),
-        apparmor: process.apparmor_profile().clone(),
-        selinux: process.selinux_label().clone(),
     })
 }
 
@@ -578,19 +590,10 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
     std::io::Write::write_all(&mut f, b"0").map_err(|e| Error::path("write exec fifo", &path, e))
 }
 
-/// The last step: personality, LSM labels, umask, fds, and execve.
-pub fn exec_program(p: &Program, preserve_fds: u32) -> Result<std::convert::Infallible> {
-    if let Some(personality) = &p.personality {
-        attributes::set_personality(personality)?;
-    }
-    attributes::set_exec_labels(p.apparmor.as_deref(), p.selinux.as_deref())?;
+/// The last step: umask and execve.
+pub fn exec_program(p: &Program) -> Result<std::convert::Infallible> {
     // SAFETY: umask never fails.
     unsafe { libc::umask(p.umask as libc::mode_t) };
-    for fd in 3..3 + preserve_fds as i32 {
-        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked us to pass on.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-    }
-    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "mark runtime fds close-on-exec")?;
     let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
     Err(Error::sys(
         format!(
@@ -599,6 +602,16 @@ pub fn exec_program(p: &Program, preserve_fds: u32) -> Result<std::convert::Infa
         ),
         e,
     ))
+}
+
+/// Only the caller's --preserve-fds (and LISTEN_FDS) survive execve: every
+/// other fd is marked close-on-exec (CVE-2024-21626 class).
+fn mark_fds_for_exec(preserve_fds: u32) -> Result<()> {
+    for fd in 3..3 + preserve_fds as i32 {
+        // SAFETY: clearing FD_CLOEXEC on an fd the caller asked us to pass on.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "mark runtime fds close-on-exec")
 }
 
 /// What an exec'd process needs, prepared by `berth exec` before the clone.
@@ -665,8 +678,15 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
         }
         None => None,
     };
-    let program = become_process(a.process, a.linux, pty, &[], a.seccomp.as_ref())?;
+    let program = become_process(
+        a.process,
+        a.linux,
+        pty,
+        &[],
+        a.seccomp.as_ref(),
+        a.preserve_fds,
+    )?;
     // A detached exec outlives berth: no parent-death signal past here.
     set_parent_death_signal(0)?;
-    exec_program(&program, a.preserve_fds)
+    exec_program(&program)
 }

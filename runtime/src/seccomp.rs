@@ -149,7 +149,72 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
     mem.rewind()
         .and_then(|_| mem.read_to_end(&mut bpf))
         .map_err(|e| Error::sys("read the seccomp program", e))?;
+    let denies_by_default = !matches!(
+        s.default_action(),
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog
+    );
+    if denies_by_default {
+        if let Some(max) = highest_named_syscall(s) {
+            bpf = with_enosys_stub(&bpf, max);
+        }
+    }
     Ok(Compiled { bpf, flags, notify })
+}
+
+/// The highest native syscall number the profile names.
+fn highest_named_syscall(s: &LinuxSeccomp) -> Option<u32> {
+    s.syscalls()
+        .iter()
+        .flatten()
+        .flat_map(|r| r.names())
+        .filter_map(|n| ScmpSyscall::from_name(n).ok())
+        .map(|sys| sys.as_raw_syscall())
+        .filter(|n| *n >= 0)
+        .max()
+        .map(|n| n as u32)
+}
+
+// Classic BPF (linux/filter.h) and seccomp return values.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGT_K: u16 = 0x25;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xc000_00b7;
+
+fn sock_filter(code: u16, jt: u8, jf: u8, k: u32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0..2].copy_from_slice(&code.to_ne_bytes());
+    b[2] = jt;
+    b[3] = jf;
+    b[4..8].copy_from_slice(&k.to_ne_bytes());
+    b
+}
+
+/// Prepends runc's ENOSYS stub: a native syscall numbered above every one
+/// the profile names is newer than the profile, and fails with ENOSYS
+/// rather than the default action, so that libc falls back (clone3 to
+/// clone, for one) instead of seeing EPERM. Everything else falls through
+/// to the profile's own program (classic BPF jumps are relative and
+/// forward only, so prepending keeps them valid).
+fn with_enosys_stub(bpf: &[u8], max: u32) -> Vec<u8> {
+    let stub = [
+        sock_filter(BPF_LD_W_ABS, 0, 0, 4),              // A = arch
+        sock_filter(BPF_JEQ_K, 0, 4, AUDIT_ARCH_NATIVE), // another arch: to the profile
+        sock_filter(BPF_LD_W_ABS, 0, 0, 0),              // A = syscall number
+        sock_filter(BPF_JSET_K, 2, 0, X32_SYSCALL_BIT),  // x32: to the profile
+        sock_filter(BPF_JGT_K, 0, 1, max),               // newer than the profile?
+        sock_filter(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ];
+    let mut out: Vec<u8> = stub.iter().flatten().copied().collect();
+    out.extend_from_slice(bpf);
+    out
 }
 
 fn memfd() -> Result<std::fs::File> {

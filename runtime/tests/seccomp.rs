@@ -203,3 +203,60 @@ fn notify_sends_the_listener_to_the_agent() {
     assert_eq!(v["metadata"], "meta-data");
     assert_eq!(v["state"]["id"], env.id.as_str());
 }
+
+/// The probe example, and the host's libraries it links, bound into `env`.
+fn with_probe(env: &mut Env) -> &'static str {
+    let probe = std::path::Path::new(BERTH)
+        .parent()
+        .unwrap()
+        .join("examples/syscall_probe");
+    assert!(
+        probe.exists(),
+        "cargo test builds examples: {}",
+        probe.display()
+    );
+    let mounts = env.config["mounts"].as_array_mut().unwrap();
+    for lib in ["/lib", "/lib64", "/usr/lib"] {
+        if std::path::Path::new(lib).exists() {
+            mounts.push(json!({"destination": lib, "type": "bind", "source": lib, "options": ["rbind", "ro"]}));
+        }
+    }
+    mounts.push(json!({"destination": "/probe", "type": "bind", "source": probe, "options": ["bind", "ro"]}));
+    "/probe"
+}
+
+/// Syscall numbers and names of this machine (x86_64).
+fn syscall_table() -> Vec<(String, u32)> {
+    let text = std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h").unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("#define __NR_")?;
+            let mut it = rest.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys() {
+    let mut env = Env::new("seccomp-enosys");
+    let probe = with_probe(&mut env);
+    // A profile from before clone3 (435): everything up to rseq (334)
+    // allowed but getcpu (309), the rest refused with defaultErrnoRet.
+    let names: Vec<String> = syscall_table()
+        .into_iter()
+        .filter(|(n, nr)| *nr <= 334 && n != "getcpu")
+        .map(|(n, _)| n)
+        .collect();
+    env.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 13,
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+    });
+    env.config["process"]["args"] = json!(["/bin/sh", "-c", format!("{probe} 435; {probe} 309")]);
+    let out = env.run_ok();
+    // clone3 is newer: ENOSYS (38), so libc falls back; getcpu is known
+    // and not allowed: defaultErrnoRet (EACCES).
+    assert_eq!(out, "38\n13\n");
+}
