@@ -77,11 +77,10 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// runtime.md "State": ociVersion is the spec version the state
+    /// document follows, which is berth's, not the bundle's.
     pub fn oci_version(&self) -> &str {
-        self.config
-            .get("ociVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or("1.0.2")
+        crate::SPEC_VERSION
     }
 }
 

@@ -41,7 +41,7 @@ fn create_start_state_kill_delete() {
     let st = env.state();
     assert_eq!(st["status"], "created");
     assert_eq!(st["id"], env.id.as_str());
-    assert_eq!(st["ociVersion"], "1.0.2-dev");
+    assert_eq!(st["ociVersion"], berth::SPEC_VERSION);
     assert_eq!(st["bundle"], env.bundle.to_str().unwrap());
     assert_eq!(st["annotations"]["org.example.key"], "value");
     let pid = st["pid"].as_i64().unwrap();
