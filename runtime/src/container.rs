@@ -259,20 +259,8 @@ fn create_in(
     let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
     // Where the init sends the pty master: the caller's socket, or ours.
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
-    let (console_ours, console_theirs) = match (&opts.console_socket, terminal) {
-        (Some(path), true) => (None, Some(crate::tty::connect(path)?)),
-        (None, true) => {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?;
-            (Some(a), Some(b))
-        }
-        _ => (None, None),
-    };
+    let (console_ours, console_theirs) =
+        crate::tty::console_channel(terminal, opts.console_socket.as_deref())?;
 
     // Namespaces that apply to children: switch, clone, switch back.
     let mut for_children = Vec::new();
@@ -495,29 +483,13 @@ fn idmap_namespaces(spec: &Spec) -> Result<Vec<Option<std::os::fd::OwnedFd>>> {
 /// Clones the init with `flags` like fork(2) (same stack, copy-on-write);
 /// the child runs [`process::run`] and never returns here.
 fn clone_init(flags: nix::sched::CloneFlags, args: process::InitArgs) -> Result<i32> {
-    // SAFETY: a raw clone without CLONE_VM behaves like fork. berth is
-    // single-threaded, so the child's copy of the heap and its locks is
-    // consistent.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(Error::sys(
-            "clone the container init",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    // SAFETY: berth is single-threaded.
+    let pid = unsafe { crate::sys::clone_fork(flags.bits()) }
+        .map_err(|e| Error::sys("clone the container init", e))?;
     if pid == 0 {
         process::run(args);
     }
-    Ok(pid as i32)
+    Ok(pid)
 }
 
 /// The name of the user running berth, as runc records the container's owner.

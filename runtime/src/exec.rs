@@ -108,7 +108,8 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         listener: listener_doc,
     });
     let (parent_end, child_end) = sync::pair().ctx(|| "socketpair")?;
-    let (console_ours, console_theirs) = console_channel(terminal, opts)?;
+    let (console_ours, console_theirs) =
+        tty::console_channel(terminal, opts.console_socket.as_deref())?;
 
     // pid and time namespaces apply to children: switch around the clone.
     let mut for_children = Vec::new();
@@ -239,52 +240,22 @@ fn namespaces_to_join(spec: &Spec, init: i32) -> Result<(Vec<(CloneFlags, OwnedF
     Ok((out, joins_user))
 }
 
-fn console_channel(
-    terminal: bool,
-    opts: &ExecOptions,
-) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-    Ok(match (&opts.console_socket, terminal) {
-        (Some(path), true) => (None, Some(tty::connect(path)?)),
-        (None, true) => {
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                nix::sys::socket::SockType::Stream,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "socketpair")?;
-            (Some(a), Some(b))
-        }
-        _ => (None, None),
-    })
-}
-
 fn clone_child(args: process::ExecArgs) -> Result<i32> {
-    // SAFETY: fork-like clone of a single-threaded process.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOMEM) {
-            // The kernel's answer for a pid namespace whose init has died.
+    // SAFETY: berth is single-threaded.
+    let pid = match unsafe { crate::sys::clone_fork(0) } {
+        Ok(pid) => pid,
+        // The kernel's answer for a pid namespace whose init has died.
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
             return Err(Error::State(
                 "cannot exec: the container is stopping".into(),
-            ));
+            ))
         }
-        return Err(Error::sys("clone the exec process", e));
-    }
+        Err(e) => return Err(Error::sys("clone the exec process", e)),
+    };
     if pid == 0 {
         process::run_exec(args);
     }
-    Ok(pid as i32)
+    Ok(pid)
 }
 
 /// The process to run: `--process` as given, or the container's own process

@@ -294,23 +294,9 @@ pub fn userns_with_maps(
     gid: &[LinuxIdMapping],
 ) -> Result<std::os::fd::OwnedFd> {
     let (hold, wait) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe")?;
-    // SAFETY: fork-like clone; the child only blocks on a read and exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(Error::sys(
-            "clone a user namespace for an idmapped mount",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    // SAFETY: berth is single-threaded; the child only blocks on a read.
+    let pid = unsafe { crate::sys::clone_fork(libc::CLONE_NEWUSER) }
+        .map_err(|e| Error::sys("clone a user namespace for an idmapped mount", e))?;
     if pid == 0 {
         drop(wait);
         let mut b = [0u8; 1];
@@ -320,7 +306,6 @@ pub fn userns_with_maps(
             libc::_exit(0);
         }
     }
-    let pid = pid as i32;
     drop(hold);
     let render = |maps: &[LinuxIdMapping]| -> String {
         maps.iter()

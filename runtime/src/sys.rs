@@ -162,3 +162,25 @@ pub fn move_mount_to_fd(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// clone(2) without a new stack, like fork(2) but with namespace `flags`:
+/// the child continues here with a copy-on-write copy of the parent.
+/// Returns 0 in the child, the child's PID in the parent.
+///
+/// # Safety
+/// The caller must be single-threaded (berth is), so the child's copy of
+/// the heap and of every lock is consistent.
+pub unsafe fn clone_fork(flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: see the function's contract.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check(pid).map(|p| p as i32)
+}

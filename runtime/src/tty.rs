@@ -32,6 +32,29 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Where a process with a terminal sends its pty master: the caller's
+/// `--console-socket` (returned as the second fd, for the process), or,
+/// without one, a socketpair whose first end berth keeps to proxy the pty.
+pub fn console_channel(
+    terminal: bool,
+    console_socket: Option<&Path>,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    Ok(match (console_socket, terminal) {
+        (Some(path), true) => (None, Some(connect(path)?)),
+        (None, true) => {
+            let (ours, theirs) = socket::socketpair(
+                socket::AddressFamily::Unix,
+                socket::SockType::Stream,
+                None,
+                socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .ctx(|| "socketpair")?;
+            (Some(ours), Some(theirs))
+        }
+        _ => (None, None),
+    })
+}
+
 /// A pty pair made in the container.
 pub struct Pty {
     pub master: OwnedFd,

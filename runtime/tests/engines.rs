@@ -41,6 +41,26 @@ fn run_with_timeout(mut cmd: Command, dir: &Path, secs: u64) -> Output {
     output_via_files(cmd, dir)
 }
 
+/// SIGTERM, a grace period, then SIGKILL; reaped either way.
+fn stop(child: &mut Child, grace_secs: u64) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(grace_secs);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits until `ctr task ls` shows the task stopped.
+fn wait_stopped(c: &Containerd) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.ctr_ok(&["task", "ls"]).contains("STOPPED") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `hack/mkimage --rootfs`: the busybox rootfs as a plain tar.
 fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     let out = dir.join("busybox-rootfs.tar");
@@ -184,14 +204,7 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child, 10);
         // Mounts containerd made under its root (snapshots), deepest first.
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let dir = self.scratch.0.display().to_string();
@@ -275,10 +288,7 @@ fn containerd_runs_berth_through_its_runc_shim() {
         "{metrics}"
     );
     c.ctr_ok(&["task", "kill", "-s", "SIGTERM", "bg"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.ctr_ok(&["task", "ls"]).contains("STOPPED") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_stopped(&c);
     assert!(c.ctr_ok(&["task", "ls"]).contains("STOPPED"));
     c.ctr_ok(&["task", "delete", "bg"]);
     c.ctr_ok(&["container", "rm", "bg"]);
@@ -296,10 +306,7 @@ fn containerd_runs_berth_through_its_runc_shim() {
         "sleep 1000 & sleep 1000",
     ]);
     c.ctr_ok(&["task", "kill", "--all", "-s", "SIGKILL", "all"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.ctr_ok(&["task", "ls"]).contains("STOPPED") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_stopped(&c);
     c.ctr_ok(&["task", "delete", "all"]);
     c.ctr_ok(&["container", "rm", "all"]);
     assert_eq!(c.ctr_ok(&["task", "ls", "-q"]).trim(), "");
@@ -389,14 +396,7 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child, 15);
         unmount_below(&self.containerd.scratch.0);
         remove_cgroup_tree("docker", &self.cgroups_before);
     }

@@ -286,22 +286,27 @@ impl Cgroup {
         Ok(())
     }
 
-    fn unified_dir<'a>(&'a self, layout: &Layout) -> Option<&'a Path> {
+    /// The container's directory in the first hierarchy `which` accepts.
+    pub(crate) fn hierarchy_dir<'a>(
+        &'a self,
+        layout: &'a Layout,
+        which: impl Fn(&Hierarchy) -> bool,
+    ) -> Option<(&'a Hierarchy, &'a Path)> {
         layout
             .hierarchies
             .iter()
             .zip(&self.paths)
-            .find(|(h, _)| h.is_v2())
-            .map(|(_, p)| p.as_path())
+            .find(|(h, _)| which(h))
+            .map(|(h, p)| (h, p.as_path()))
     }
 
-    fn v1_dir<'a>(&'a self, layout: &Layout, controller: &str) -> Option<&'a Path> {
-        layout
-            .hierarchies
-            .iter()
-            .zip(&self.paths)
-            .find(|(h, _)| h.has(controller))
-            .map(|(_, p)| p.as_path())
+    pub(crate) fn unified_dir<'a>(&'a self, layout: &'a Layout) -> Option<&'a Path> {
+        self.hierarchy_dir(layout, Hierarchy::is_v2).map(|(_, p)| p)
+    }
+
+    pub(crate) fn v1_dir<'a>(&'a self, layout: &'a Layout, controller: &str) -> Option<&'a Path> {
+        self.hierarchy_dir(layout, |h| h.has(controller))
+            .map(|(_, p)| p)
     }
 
     /// Every PID in the container's cgroup.

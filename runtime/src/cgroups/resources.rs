@@ -380,19 +380,19 @@ impl Cgroup {
             tracing::warn!("linux.resources.memory.kernel/kernelTCP: not supported by this kernel, ignored (as runc 1.1)");
         }
         let memsw = self
-            .dir_for(layout, "memory")
+            .hierarchy_dir(layout, |h| h.has("memory"))
             .and_then(|(_, d)| fs::read_to_string(d.join("memory.memsw.limit_in_bytes")).ok())
             .and_then(|s| s.trim().parse::<i64>().ok())
             .map(|v| if v >= i64::MAX / 2 { -1 } else { v });
         let mut v2_needed = Vec::new();
         for write in v1_writes(r, memsw)? {
-            match self.dir_for(layout, write.controller) {
+            match self.hierarchy_dir(layout, |h| h.has(write.controller)) {
                 Some((h, dir)) if !h.is_v2() => write_resource(dir, &write)?,
                 _ => v2_needed.push(v2_name(write.controller)),
             }
         }
         if !v2_needed.is_empty() || r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-            let Some((h, dir)) = self.unified(layout) else {
+            let Some((h, dir)) = self.hierarchy_dir(layout, Hierarchy::is_v2) else {
                 return Err(Error::Unsupported(format!(
                     "linux.resources: controller {} is not mounted on this host",
                     v2_needed[0]
@@ -422,28 +422,6 @@ impl Cgroup {
             }
         }
         Ok(())
-    }
-
-    fn dir_for<'a>(
-        &'a self,
-        layout: &'a Layout,
-        controller: &str,
-    ) -> Option<(&'a Hierarchy, &'a Path)> {
-        layout
-            .hierarchies
-            .iter()
-            .zip(&self.paths)
-            .find(|(h, _)| h.has(controller))
-            .map(|(h, p)| (h, p.as_path()))
-    }
-
-    fn unified<'a>(&'a self, layout: &'a Layout) -> Option<(&'a Hierarchy, &'a Path)> {
-        layout
-            .hierarchies
-            .iter()
-            .zip(&self.paths)
-            .find(|(h, _)| h.is_v2())
-            .map(|(h, p)| (h, p.as_path()))
     }
 }
 

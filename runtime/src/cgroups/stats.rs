@@ -35,32 +35,14 @@ fn usage(dir: &Path, prefix: &str) -> Value {
 }
 
 impl Cgroup {
-    fn controller_dir<'a>(&'a self, layout: &Layout, controller: &str) -> Option<&'a Path> {
-        layout
-            .hierarchies
-            .iter()
-            .zip(&self.paths)
-            .find(|(h, _)| h.has(controller))
-            .map(|(_, p)| p.as_path())
-    }
-
-    fn v2_dir<'a>(&'a self, layout: &Layout) -> Option<&'a Path> {
-        layout
-            .hierarchies
-            .iter()
-            .zip(&self.paths)
-            .find(|(h, _)| h.is_v2())
-            .map(|(_, p)| p.as_path())
-    }
-
     /// The stats object of runc's `{"type":"stats","data":{...}}`.
     pub fn stats(&self, layout: &Layout) -> Value {
         let mut data = Map::new();
         data.insert("cpu".into(), self.cpu_stats(layout));
         data.insert("memory".into(), self.memory_stats(layout));
         let pids_dir = self
-            .controller_dir(layout, "pids")
-            .or_else(|| self.v2_dir(layout));
+            .v1_dir(layout, "pids")
+            .or_else(|| self.unified_dir(layout));
         if let Some(d) = pids_dir {
             let limit = fs::read_to_string(d.join("pids.max"))
                 .ok()
@@ -77,7 +59,7 @@ impl Cgroup {
     }
 
     fn cpu_stats(&self, layout: &Layout) -> Value {
-        if let Some(d) = self.controller_dir(layout, "cpuacct") {
+        if let Some(d) = self.v1_dir(layout, "cpuacct") {
             let percpu: Vec<u64> = fs::read_to_string(d.join("cpuacct.usage_percpu"))
                 .unwrap_or_default()
                 .split_whitespace()
@@ -87,7 +69,7 @@ impl Cgroup {
             // cpuacct.stat counts USER_HZ ticks.
             let tick_ns = 1_000_000_000 / 100;
             let throttle = self
-                .controller_dir(layout, "cpu")
+                .v1_dir(layout, "cpu")
                 .map(|c| read_kv(&c.join("cpu.stat")))
                 .unwrap_or_default();
             return json!({
@@ -105,7 +87,7 @@ impl Cgroup {
             });
         }
         let st = self
-            .v2_dir(layout)
+            .unified_dir(layout)
             .map(|d| read_kv(&d.join("cpu.stat")))
             .unwrap_or_default();
         let us = |k: &str| st.get(k).copied().unwrap_or(0) * 1000;
@@ -120,7 +102,7 @@ impl Cgroup {
     }
 
     fn memory_stats(&self, layout: &Layout) -> Value {
-        if let Some(d) = self.controller_dir(layout, "memory") {
+        if let Some(d) = self.v1_dir(layout, "memory") {
             let raw = read_kv(&d.join("memory.stat"));
             let cache = raw
                 .get("total_cache")
@@ -136,7 +118,7 @@ impl Cgroup {
                 "raw": raw,
             });
         }
-        let Some(d) = self.v2_dir(layout) else {
+        let Some(d) = self.unified_dir(layout) else {
             return json!({});
         };
         let raw = read_kv(&d.join("memory.stat"));
@@ -153,7 +135,7 @@ impl Cgroup {
     }
 
     fn blkio_stats(&self, layout: &Layout) -> Value {
-        let Some(d) = self.controller_dir(layout, "blkio") else {
+        let Some(d) = self.v1_dir(layout, "blkio") else {
             return json!({});
         };
         let entries = |file: &str| -> Vec<Value> {
@@ -177,7 +159,7 @@ impl Cgroup {
     }
 
     fn hugetlb_stats(&self, layout: &Layout) -> Value {
-        let Some(d) = self.controller_dir(layout, "hugetlb") else {
+        let Some(d) = self.v1_dir(layout, "hugetlb") else {
             return json!({});
         };
         let mut out = Map::new();
@@ -206,13 +188,13 @@ impl Cgroup {
 
     /// How many times the OOM killer has acted in this cgroup so far.
     pub fn oom_kills(&self, layout: &Layout) -> u64 {
-        if let Some(d) = self.controller_dir(layout, "memory") {
+        if let Some(d) = self.v1_dir(layout, "memory") {
             return read_kv(&d.join("memory.oom_control"))
                 .get("oom_kill")
                 .copied()
                 .unwrap_or(0);
         }
-        self.v2_dir(layout)
+        self.unified_dir(layout)
             .map(|d| {
                 read_kv(&d.join("memory.events"))
                     .get("oom_kill")
