@@ -112,6 +112,20 @@ pub fn cases() -> Vec<Case> {
             "blkio.throttle.read_bps_device",
             "254:0 1048576",
         ),
+        resource_case(
+            "hugetlb-limit",
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 6291456}]}),
+            "hugetlb",
+            "hugetlb.2MB.limit_in_bytes",
+            "6291456",
+        ),
+        resource_case(
+            "network-class-id",
+            json!({"network": {"classID": 1048578}}),
+            "net_cls,net_prio",
+            "net_cls.classid",
+            "1048578",
+        ),
         case("cgroups/path-absolute-placement", |c: &mut Ctx| {
             c.sh("sleep 60");
             c.create()?;

@@ -65,6 +65,40 @@ pub fn cases() -> Vec<Case> {
             c.sh("touch /tmp/a; chmod 700 /tmp/a 2>/dev/null || echo 700-denied; chmod 755 /tmp/a && echo 755-ok");
             expect_eq("output", &c.run_ok()?, "700-denied\n755-ok\n")
         }),
+        case("seccomp/default-action-with-errno-ret", |c: &mut Ctx| {
+            // Allow every syscall this machine knows by name except mkdir;
+            // the default action answers mkdir with defaultErrnoRet.
+            let Ok(table) =
+                std::fs::read_to_string("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+            else {
+                return Err(crate::harness::Verdict::Skip(
+                    "no syscall table (linux-libc-dev) on this machine".into(),
+                ));
+            };
+            let names: Vec<&str> = table
+                .lines()
+                .filter_map(|l| l.strip_prefix("#define __NR_")?.split_whitespace().next())
+                .filter(|n| *n != "mkdir" && *n != "mkdirat")
+                .collect();
+            c.set(
+                "/linux/seccomp",
+                json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "defaultErrnoRet": 13,
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+                }),
+            );
+            c.sh("mkdir /tmp/d 2>&1; echo done");
+            let out = c.run()?;
+            check(out.stdout.contains("Permission denied"), || {
+                format!(
+                    "mkdir under the default action: {:?} {}",
+                    out.stdout,
+                    out.stderr.trim()
+                )
+            })
+        }),
         case("seccomp/filter-is-active", |c: &mut Ctx| {
             c.set(
                 "/linux/seccomp",
