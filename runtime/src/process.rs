@@ -151,7 +151,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
             .and_then(|s| s.listener_metadata().clone());
         (
             sock,
-            crate::seccomp::listener_state(&hook_state, 1, meta.as_deref()),
+            crate::seccomp::listener_state(&hook_state, host_pid_of(&hook_state), meta.as_deref()),
         )
     });
     let seccomp = a
@@ -281,6 +281,15 @@ pub fn become_process(
 pub fn has_runtime_side_create_hooks(h: &oci_spec::runtime::Hooks) -> bool {
     h.prestart().as_ref().is_some_and(|l| !l.is_empty())
         || h.create_runtime().as_ref().is_some_and(|l| !l.is_empty())
+}
+
+/// The init's host PID, from the state document the parent sent (inside
+/// a new pid namespace getpid() says 1).
+fn host_pid_of(state: &str) -> i32 {
+    serde_json::from_str::<serde_json::Value>(state)
+        .ok()
+        .and_then(|v| v["pid"].as_i64())
+        .unwrap_or(0) as i32
 }
 
 /// The hook state with another status.

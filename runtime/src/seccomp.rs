@@ -344,7 +344,9 @@ impl Setup<'_> {
     }
 }
 
-/// The document runc sends to a seccomp agent (ContainerProcessState).
+/// The document runc sends to a seccomp agent (ContainerProcessState),
+/// around the container's state; `pid` is the host PID of the filtered
+/// process.
 pub fn listener_state(state: &str, pid: i32, metadata: Option<&str>) -> String {
     let state: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
     serde_json::json!({

@@ -202,6 +202,8 @@ fn notify_sends_the_listener_to_the_agent() {
     assert_eq!(v["fds"], json!(["seccompFd"]));
     assert_eq!(v["metadata"], "meta-data");
     assert_eq!(v["state"]["id"], env.id.as_str());
+    assert!(v["pid"].as_i64().unwrap_or(0) > 1, "the host PID of the init: {v}");
+    assert_eq!(v["pid"], v["state"]["pid"]);
 }
 
 /// The probe example, and the host's libraries it links, bound into `env`.
