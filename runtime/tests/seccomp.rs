@@ -202,7 +202,10 @@ fn notify_sends_the_listener_to_the_agent() {
     assert_eq!(v["fds"], json!(["seccompFd"]));
     assert_eq!(v["metadata"], "meta-data");
     assert_eq!(v["state"]["id"], env.id.as_str());
-    assert!(v["pid"].as_i64().unwrap_or(0) > 1, "the host PID of the init: {v}");
+    assert!(
+        v["pid"].as_i64().unwrap_or(0) > 1,
+        "the host PID of the init: {v}"
+    );
     assert_eq!(v["pid"], v["state"]["pid"]);
 }
 

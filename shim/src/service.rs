@@ -1,0 +1,723 @@
+//! The Task service: each rpc drives `berth` through its runc command line
+//! (with `--root`, `--log <bundle>/log.json --log-format json`, as
+//! containerd's runc shim does), and the container's processes are reaped
+//! here (the shim is their subreaper) to answer Wait and publish TaskExit.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use containerd_shim as shim;
+use shim::api;
+use shim::monitor::{monitor_subscribe, Subject, Subscription, Topic};
+use shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
+    TaskStart,
+};
+use shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use shim::protos::protobuf::{MessageDyn, MessageField};
+use shim::protos::topics;
+use shim::synchronous::publisher::RemotePublisher;
+use shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult};
+
+/// What `delete` (run without the create request, when containerd lost the
+/// shim) needs: kept in the bundle at create time.
+const SHIM_STATE: &str = "berth-shim.json";
+
+#[derive(Clone, Default)]
+struct Proc {
+    pid: i32,
+    exit: Option<(u32, Timestamp)>,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    terminal: bool,
+}
+
+struct Task {
+    bundle: PathBuf,
+    init: Proc,
+    execs: HashMap<String, Proc>,
+    started: bool,
+    paused: bool,
+}
+
+#[derive(Default)]
+struct Tasks {
+    tasks: HashMap<String, Task>,
+    /// Exits of processes not known yet: a short exec can end before
+    /// `berth exec` has told us its PID.
+    unclaimed: HashMap<i32, (u32, Timestamp)>,
+}
+
+#[derive(Clone)]
+pub struct Service {
+    exit: Arc<ExitSignal>,
+    namespace: String,
+    state: Arc<(Mutex<Tasks>, Condvar)>,
+    publisher: Option<Arc<RemotePublisher>>,
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut t = Timestamp::new();
+    t.seconds = d.as_secs() as i64;
+    t.nanos = d.subsec_nanos() as i32;
+    t
+}
+
+fn ttrpc_err(
+    code: shim::protos::ttrpc::Code,
+    msg: impl Into<String>,
+) -> shim::protos::ttrpc::Error {
+    shim::protos::ttrpc::Error::RpcStatus(shim::protos::ttrpc::get_status(code, msg.into()))
+}
+
+fn internal(msg: impl Into<String>) -> shim::protos::ttrpc::Error {
+    ttrpc_err(shim::protos::ttrpc::Code::INTERNAL, msg)
+}
+
+fn not_found(what: &str) -> shim::protos::ttrpc::Error {
+    ttrpc_err(
+        shim::protos::ttrpc::Code::NOT_FOUND,
+        format!("{what}: not found"),
+    )
+}
+
+/// `berth` next to the shim, else on PATH.
+fn runtime_binary() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        let beside = exe.with_file_name("berth");
+        if beside.exists() {
+            return beside;
+        }
+    }
+    PathBuf::from("berth")
+}
+
+fn runtime_root(namespace: &str) -> PathBuf {
+    PathBuf::from("/run/containerd/berth").join(namespace)
+}
+
+/// The last error berth logged (containerd shows it to its user).
+fn last_log_error(bundle: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(bundle.join("log.json")).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "error")
+        .and_then(|v| v["msg"].as_str().map(String::from))
+}
+
+/// Runs berth and waits for it through the reaper's exit events (the
+/// shim's signal thread reaps every child, so waitpid here would race it).
+fn berth(
+    runtime: &Path,
+    root: &Path,
+    bundle: &Path,
+    args: &[&str],
+    stdio: Option<(Stdio, Stdio, Stdio)>,
+) -> Result<String, String> {
+    let sub: Subscription = monitor_subscribe(Topic::Pid).map_err(|e| e.to_string())?;
+    let out_path = bundle.join(format!(".berth-out-{}", std::process::id()));
+    let mut cmd = Command::new(runtime);
+    cmd.arg("--root")
+        .arg(root)
+        .arg("--log")
+        .arg(bundle.join("log.json"))
+        .args(["--log-format", "json"])
+        .args(args)
+        .current_dir(bundle);
+    match stdio {
+        Some((i, o, e)) => {
+            cmd.stdin(i).stdout(o).stderr(e);
+        }
+        None => {
+            let f = File::create(&out_path).map_err(|e| e.to_string())?;
+            cmd.stdin(Stdio::null()).stdout(f).stderr(Stdio::null());
+        }
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("run {}: {e}", runtime.display()));
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            drop(sub);
+            return Err(e);
+        }
+    };
+    let pid = child.id() as i32;
+    let mut code = -1;
+    while let Ok(ev) = sub.rx.recv_timeout(Duration::from_secs(120)) {
+        if let Subject::Pid(p) = ev.subject {
+            if p == pid {
+                code = ev.exit_code;
+                break;
+            }
+        }
+    }
+    drop(sub);
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    if code == 0 {
+        Ok(out)
+    } else {
+        Err(last_log_error(bundle)
+            .unwrap_or_else(|| format!("berth {} exited {code}", args.first().unwrap_or(&""))))
+    }
+}
+
+/// Unmounts everything stacked on the bundle's rootfs.
+fn unmount_rootfs(rootfs: &Path) {
+    let Ok(c) = std::ffi::CString::new(rootfs.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: umount2 on a path we own; stops at EINVAL (nothing mounted).
+    while unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {}
+}
+
+/// Opens a process's stdio fifos (containerd made them and holds their
+/// other ends); an empty path is /dev/null. O_RDWR never blocks on a fifo.
+fn stdio_of(p: &Proc) -> std::io::Result<(Stdio, Stdio, Stdio)> {
+    let open = |path: &str| -> std::io::Result<File> {
+        let path = if path.is_empty() { "/dev/null" } else { path };
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+    };
+    Ok((
+        open(&p.stdin)?.into(),
+        open(&p.stdout)?.into(),
+        open(&p.stderr)?.into(),
+    ))
+}
+
+impl Service {
+    fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Some(p) = &self.publisher {
+            if let Err(e) = p.publish(shim::Context::default(), topic, &self.namespace, event) {
+                log::warn!("publish {topic}: {e}");
+            }
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        runtime_root(&self.namespace)
+    }
+
+    /// Records exits of the processes this shim supervises, wakes Wait
+    /// callers, and publishes TaskExit.
+    fn watch_exits(self) {
+        let Ok(sub) = monitor_subscribe(Topic::Pid) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            while let Ok(ev) = sub.rx.recv() {
+                let Subject::Pid(pid) = ev.subject else {
+                    continue;
+                };
+                let (lock, cvar) = &*self.state;
+                let mut tasks = lock.lock().expect("tasks");
+                let mut event = None;
+                let stamp = now();
+                for (id, t) in tasks.tasks.iter_mut() {
+                    if t.init.pid == pid && t.init.exit.is_none() {
+                        t.init.exit = Some((ev.exit_code as u32, stamp.clone()));
+                        event = Some((id.clone(), id.clone(), stamp.clone(), ev.exit_code));
+                    }
+                    for (eid, p) in t.execs.iter_mut() {
+                        if p.pid == pid && p.exit.is_none() {
+                            p.exit = Some((ev.exit_code as u32, stamp.clone()));
+                            event = Some((id.clone(), eid.clone(), stamp.clone(), ev.exit_code));
+                        }
+                    }
+                }
+                if event.is_none() {
+                    tasks.unclaimed.insert(pid, (ev.exit_code as u32, stamp));
+                }
+                drop(tasks);
+                cvar.notify_all();
+                if let Some((cid, eid, stamp, code)) = event {
+                    self.publish_exit(cid, eid, pid, code as u32, stamp);
+                }
+            }
+        });
+    }
+
+    fn publish_exit(&self, cid: String, eid: String, pid: i32, code: u32, stamp: Timestamp) {
+        let mut e = TaskExit::new();
+        e.container_id = cid;
+        e.id = eid;
+        e.pid = pid as u32;
+        e.exit_status = code;
+        e.exited_at = MessageField::some(stamp);
+        self.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(e));
+    }
+
+    fn with_task<R>(&self, id: &str, f: impl FnOnce(&mut Task) -> R) -> TtrpcResult<R> {
+        let mut tasks = self.state.0.lock().expect("tasks");
+        let t = tasks.tasks.get_mut(id).ok_or_else(|| not_found(id))?;
+        Ok(f(t))
+    }
+}
+
+impl shim::Shim for Service {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        Service {
+            exit: Arc::new(ExitSignal::default()),
+            namespace: args.namespace.clone(),
+            state: Arc::new((Mutex::new(Tasks::default()), Condvar::new())),
+            publisher: None,
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> Result<String, shim::Error> {
+        let grouping = opts.id.clone();
+        let (_pid, address) = shim::spawn(opts, &grouping, Vec::new())?;
+        Ok(address)
+    }
+
+    /// containerd lost the shim: force-delete the container and report it
+    /// killed, reading what it needs from the bundle (the cwd).
+    fn delete_shim(&mut self) -> Result<DeleteResponse, shim::Error> {
+        let bundle = std::env::current_dir().unwrap_or_default();
+        let saved: serde_json::Value = std::fs::read_to_string(bundle.join(SHIM_STATE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let runtime = saved["runtime"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(runtime_binary);
+        let root = saved["root"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root());
+        let id = saved["id"].as_str().unwrap_or_default().to_string();
+        if !id.is_empty() {
+            let _ = Command::new(&runtime)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", &id])
+                .status();
+        }
+        unmount_rootfs(&bundle.join("rootfs"));
+        let mut r = DeleteResponse::new();
+        r.exit_status = 137;
+        r.exited_at = MessageField::some(now());
+        Ok(r)
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        let mut s = self.clone();
+        s.publisher = Some(Arc::new(publisher));
+        s.clone().watch_exits();
+        s
+    }
+}
+
+impl shim::Task for Service {
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.with_task(&req.id, |t| t.init.pid).unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: task_pid as u32,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        if self.state.0.lock().expect("tasks").tasks.is_empty() {
+            self.exit.signal();
+        }
+        Ok(api::Empty::default())
+    }
+
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        for m in &req.rootfs {
+            std::fs::create_dir_all(&rootfs).map_err(|e| internal(e.to_string()))?;
+            shim::mount::mount_rootfs(
+                Some(m.type_.as_str()),
+                Some(m.source.as_str()),
+                &m.options,
+                &rootfs,
+            )
+            .map_err(|e| internal(format!("mount rootfs: {e}")))?;
+        }
+        let runtime = runtime_binary();
+        let root = self.root();
+        let saved = serde_json::json!({"runtime": runtime, "root": root, "id": req.id});
+        let _ = std::fs::write(bundle.join(SHIM_STATE), saved.to_string());
+        let init = Proc {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            ..Default::default()
+        };
+        if req.terminal {
+            return Err(ttrpc_err(
+                shim::protos::ttrpc::Code::UNIMPLEMENTED,
+                "terminal tasks: not supported yet",
+            ));
+        }
+        let pid_file = bundle.join("init.pid");
+        let stdio = stdio_of(&init).map_err(|e| internal(format!("open stdio: {e}")))?;
+        let b = bundle.display().to_string();
+        let pf = pid_file.display().to_string();
+        berth(
+            &runtime,
+            &root,
+            &bundle,
+            &["create", "--bundle", &b, "--pid-file", &pf, &req.id],
+            Some(stdio),
+        )
+        .map_err(internal)?;
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let mut init = init;
+        init.pid = pid;
+        self.state.0.lock().expect("tasks").tasks.insert(
+            req.id.clone(),
+            Task {
+                bundle: bundle.clone(),
+                init,
+                execs: HashMap::new(),
+                started: false,
+                paused: false,
+            },
+        );
+        let mut e = TaskCreate::new();
+        e.container_id = req.id.clone();
+        e.bundle = req.bundle.clone();
+        e.pid = pid as u32;
+        self.publish(topics::TASK_CREATE_EVENT_TOPIC, Box::new(e));
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        let (bundle, exec) = self.with_task(&req.id, |t| {
+            (t.bundle.clone(), t.execs.get(&req.exec_id).cloned())
+        })?;
+        let runtime = runtime_binary();
+        if req.exec_id.is_empty() {
+            berth(&runtime, &self.root(), &bundle, &["start", &req.id], None).map_err(internal)?;
+            let pid = self.with_task(&req.id, |t| {
+                t.started = true;
+                t.init.pid
+            })?;
+            let mut e = TaskStart::new();
+            e.container_id = req.id.clone();
+            e.pid = pid as u32;
+            self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(e));
+            return Ok(api::StartResponse {
+                pid: pid as u32,
+                ..Default::default()
+            });
+        }
+        let exec = exec.ok_or_else(|| not_found(&req.exec_id))?;
+        let spec = bundle.join(format!("exec-{}.json", req.exec_id));
+        let pid_file = bundle.join(format!("exec-{}.pid", req.exec_id));
+        let stdio = stdio_of(&exec).map_err(|e| internal(format!("open stdio: {e}")))?;
+        let (s, pf) = (spec.display().to_string(), pid_file.display().to_string());
+        berth(
+            &runtime,
+            &self.root(),
+            &bundle,
+            &[
+                "exec",
+                "--process",
+                &s,
+                "--detach",
+                "--pid-file",
+                &pf,
+                &req.id,
+            ],
+            Some(stdio),
+        )
+        .map_err(internal)?;
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let already_exited = {
+            let mut tasks = self.state.0.lock().expect("tasks");
+            let early = tasks.unclaimed.remove(&pid);
+            let t = tasks
+                .tasks
+                .get_mut(&req.id)
+                .ok_or_else(|| not_found(&req.id))?;
+            if let Some(p) = t.execs.get_mut(&req.exec_id) {
+                p.pid = pid;
+                p.exit = early.clone();
+            }
+            early
+        };
+        self.state.1.notify_all();
+        let mut e = TaskExecStarted::new();
+        e.container_id = req.id.clone();
+        e.exec_id = req.exec_id.clone();
+        e.pid = pid as u32;
+        self.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(e));
+        if let Some((code, at)) = already_exited {
+            self.publish_exit(req.id.clone(), req.exec_id.clone(), pid, code, at);
+        }
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        if req.terminal {
+            return Err(ttrpc_err(
+                shim::protos::ttrpc::Code::UNIMPLEMENTED,
+                "terminal execs: not supported yet",
+            ));
+        }
+        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        std::fs::write(bundle.join(format!("exec-{}.json", req.exec_id)), spec)
+            .map_err(|e| internal(e.to_string()))?;
+        self.with_task(&req.id, |t| {
+            t.execs.insert(
+                req.exec_id.clone(),
+                Proc {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    ..Default::default()
+                },
+            );
+        })?;
+        let mut e = TaskExecAdded::new();
+        e.container_id = req.id.clone();
+        e.exec_id = req.exec_id.clone();
+        self.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(e));
+        Ok(api::Empty::default())
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        let (lock, cvar) = &*self.state;
+        let mut tasks = lock.lock().expect("tasks");
+        loop {
+            let t = tasks.tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
+            let p = if req.exec_id.is_empty() {
+                Some(&t.init)
+            } else {
+                t.execs.get(&req.exec_id)
+            };
+            let p = p.ok_or_else(|| not_found(&req.exec_id))?;
+            if let Some((code, at)) = &p.exit {
+                return Ok(api::WaitResponse {
+                    exit_status: *code,
+                    exited_at: MessageField::some(at.clone()),
+                    ..Default::default()
+                });
+            }
+            tasks = cvar.wait(tasks).expect("tasks");
+        }
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        let (bundle, exec_pid) = self.with_task(&req.id, |t| {
+            (t.bundle.clone(), t.execs.get(&req.exec_id).map(|p| p.pid))
+        })?;
+        if !req.exec_id.is_empty() {
+            let pid = exec_pid.ok_or_else(|| not_found(&req.exec_id))?;
+            // SAFETY: kill(2) of a process this shim started.
+            unsafe { libc::kill(pid, req.signal as i32) };
+            return Ok(api::Empty::default());
+        }
+        let sig = req.signal.to_string();
+        let mut args = vec!["kill"];
+        if req.all {
+            args.push("--all");
+        }
+        args.push(&req.id);
+        args.push(&sig);
+        berth(&runtime_binary(), &self.root(), &bundle, &args, None).map_err(internal)?;
+        Ok(api::Empty::default())
+    }
+
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        if !req.exec_id.is_empty() {
+            let p = self
+                .with_task(&req.id, |t| t.execs.remove(&req.exec_id))?
+                .ok_or_else(|| not_found(&req.exec_id))?;
+            let (code, at) = p.exit.unwrap_or((0, now()));
+            return Ok(api::DeleteResponse {
+                pid: p.pid as u32,
+                exit_status: code,
+                exited_at: MessageField::some(at),
+                ..Default::default()
+            });
+        }
+        let (bundle, init) = self.with_task(&req.id, |t| (t.bundle.clone(), t.init.clone()))?;
+        berth(
+            &runtime_binary(),
+            &self.root(),
+            &bundle,
+            &["delete", "--force", &req.id],
+            None,
+        )
+        .map_err(internal)?;
+        unmount_rootfs(&bundle.join("rootfs"));
+        self.state.0.lock().expect("tasks").tasks.remove(&req.id);
+        let (code, at) = init.exit.unwrap_or((137, now()));
+        let mut e = TaskDelete::new();
+        e.container_id = req.id.clone();
+        e.pid = init.pid as u32;
+        e.exit_status = code;
+        e.exited_at = MessageField::some(at.clone());
+        self.publish(topics::TASK_DELETE_EVENT_TOPIC, Box::new(e));
+        Ok(api::DeleteResponse {
+            pid: init.pid as u32,
+            exit_status: code,
+            exited_at: MessageField::some(at),
+            ..Default::default()
+        })
+    }
+
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        self.with_task(&req.id, |t| {
+            let p = if req.exec_id.is_empty() {
+                Some(&t.init)
+            } else {
+                t.execs.get(&req.exec_id)
+            };
+            let Some(p) = p else {
+                return Err(not_found(&req.exec_id));
+            };
+            let status = match (&p.exit, t.started || !req.exec_id.is_empty(), t.paused) {
+                (Some(_), _, _) => api::Status::STOPPED,
+                (None, _, true) => api::Status::PAUSED,
+                (None, true, _) if p.pid > 0 => api::Status::RUNNING,
+                _ => api::Status::CREATED,
+            };
+            let (code, at) = p.exit.clone().unwrap_or((0, Timestamp::new()));
+            Ok(api::StateResponse {
+                id: req.id.clone(),
+                bundle: t.bundle.display().to_string(),
+                pid: p.pid as u32,
+                status: status.into(),
+                stdin: p.stdin.clone(),
+                stdout: p.stdout.clone(),
+                stderr: p.stderr.clone(),
+                terminal: p.terminal,
+                exit_status: code,
+                exited_at: MessageField::some(at),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            })
+        })?
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
+        let out = berth(
+            &runtime_binary(),
+            &self.root(),
+            &bundle,
+            &["ps", "--format", "json", &req.id],
+            None,
+        )
+        .map_err(internal)?;
+        let pids: Vec<u32> = serde_json::from_str(out.trim()).unwrap_or_default();
+        Ok(api::PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| shim::protos::types::task::ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
+        berth(
+            &runtime_binary(),
+            &self.root(),
+            &bundle,
+            &["pause", &req.id],
+            None,
+        )
+        .map_err(internal)?;
+        self.with_task(&req.id, |t| t.paused = true)?;
+        let mut e = TaskPaused::new();
+        e.container_id = req.id.clone();
+        self.publish(topics::TASK_PAUSED_EVENT_TOPIC, Box::new(e));
+        Ok(api::Empty::default())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
+        berth(
+            &runtime_binary(),
+            &self.root(),
+            &bundle,
+            &["resume", &req.id],
+            None,
+        )
+        .map_err(internal)?;
+        self.with_task(&req.id, |t| t.paused = false)?;
+        let mut e = TaskResumed::new();
+        e.container_id = req.id.clone();
+        self.publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(e));
+        Ok(api::Empty::default())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, _req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        Ok(api::Empty::default())
+    }
+}

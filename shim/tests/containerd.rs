@@ -1,0 +1,273 @@
+//! containerd 1.6 runs containers through containerd-shim-berth-v2
+//! (`ctr run --runtime io.containerd.berth.v2`), on a private root, state
+//! directory and socket, with the shim and berth on its PATH.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-berth-v2");
+
+struct Containerd {
+    dir: PathBuf,
+    child: Child,
+    sock: PathBuf,
+    namespace: String,
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = std::env::temp_dir().join(format!("berth-shim-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_cgroup = true\n",
+            d = dir.display(),
+            s = sock.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        // The shim and berth (built side by side) on containerd's PATH.
+        let bin_dir = Path::new(SHIM).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(sock.exists(), "containerd did not start");
+        Containerd {
+            dir,
+            child,
+            sock,
+            namespace: format!("berthshim{}", std::process::id()),
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let o = self.dir.join(".out");
+        let e = self.dir.join(".err");
+        let status = Command::new("timeout")
+            .args(["-k", "5", "60", "ctr", "-a"])
+            .arg(&self.sock)
+            .arg("-n")
+            .arg(&self.namespace)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&o).unwrap_or_default(),
+            stderr: std::fs::read(&e).unwrap_or_default(),
+        }
+    }
+
+    fn ctr_ok(&self, args: &[&str]) -> String {
+        let o = self.ctr(args);
+        assert!(o.status.success(), "ctr {args:?}: {}{}", out(&o), err(&o));
+        out(&o)
+    }
+
+    fn wait_for(&self, id: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self
+                .ctr_ok(&["task", "ls"])
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains(status))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{id} never became {status}: {}",
+            self.ctr_ok(&["task", "ls"])
+        );
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let dir = self.dir.display().to_string();
+        let mut mounts: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(String::from)
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let c = std::ffi::CString::new(m).unwrap();
+            // SAFETY: detaching a mount under our scratch directory.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&self.namespace));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn ctr_runs_containers_through_the_berth_shim() {
+    let c = Containerd::start();
+    let image = c.dir.join("busybox.tar");
+    let mkimage = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/mkimage");
+    assert!(Command::new(mkimage)
+        .arg(&image)
+        .status()
+        .unwrap()
+        .success());
+    c.ctr_ok(&["images", "import", image.to_str().unwrap()]);
+    let img = "docker.io/library/busybox:latest";
+    let rt = "io.containerd.berth.v2";
+
+    // Output, stderr and exit status, with nothing lost at exit.
+    let o = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        img,
+        "once",
+        "sh",
+        "-c",
+        "seq 1 2000; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 2000);
+    assert!(out(&o).ends_with("2000\n"));
+    assert!(err(&o).contains("err"));
+
+    // Detached: exec, ps, pause/resume, kill, delete.
+    c.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        img,
+        "bg",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 1000 & wait",
+    ]);
+    let o = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "bg",
+        "sh",
+        "-c",
+        "echo exec-out; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert_eq!(out(&o), "exec-out\n");
+    assert_eq!(c.ctr_ok(&["task", "ps", "bg"]).lines().count(), 3);
+    c.ctr_ok(&["task", "pause", "bg"]);
+    c.wait_for("bg", "PAUSED");
+    c.ctr_ok(&["task", "resume", "bg"]);
+    c.wait_for("bg", "RUNNING");
+    c.ctr_ok(&["task", "kill", "-s", "SIGTERM", "bg"]);
+    c.wait_for("bg", "STOPPED");
+    c.ctr_ok(&["task", "delete", "bg"]);
+    c.ctr_ok(&["container", "rm", "bg"]);
+
+    // kill --all.
+    c.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        img,
+        "all",
+        "sh",
+        "-c",
+        "sleep 1000 & sleep 1000",
+    ]);
+    c.ctr_ok(&["task", "kill", "--all", "-s", "SIGKILL", "all"]);
+    c.wait_for("all", "STOPPED");
+    c.ctr_ok(&["task", "delete", "all"]);
+    c.ctr_ok(&["container", "rm", "all"]);
+
+    // A shim killed mid-run: containerd cleans up through `shim delete`.
+    c.ctr_ok(&["run", "-d", "--runtime", rt, img, "lost", "sleep", "1000"]);
+    let shim_pid = Command::new("pgrep")
+        .args(["-f", &format!("{SHIM}.*-id lost")])
+        .output()
+        .unwrap();
+    let pid: i32 = out(&shim_pid)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the shim of `lost`");
+    // SAFETY: killing the shim this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c
+        .ctr_ok(&["task", "ls"])
+        .lines()
+        .any(|l| l.starts_with("lost") && l.contains("RUNNING"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "containerd did not notice the lost shim"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // containerd may have deleted the task already; either way it is gone.
+    let _ = c.ctr(&["task", "delete", "lost"]);
+    c.ctr_ok(&["container", "rm", "lost"]);
+    assert_eq!(c.ctr_ok(&["task", "ls", "-q"]).trim(), "");
+    // No shim is left once every task is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = Command::new("pgrep")
+            .args(["-f", &format!("{SHIM}.*-namespace {}", c.namespace)])
+            .output()
+            .unwrap();
+        if out(&left).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shims left: {}", out(&left));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
