@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,6 +37,8 @@ struct Proc {
     stdout: String,
     stderr: String,
     terminal: bool,
+    /// The pty master of a terminal process.
+    console: Option<Arc<OwnedFd>>,
 }
 
 struct Task {
@@ -171,6 +174,77 @@ fn berth(
     } else {
         Err(last_log_error(bundle)
             .unwrap_or_else(|| format!("berth {} exited {code}", args.first().unwrap_or(&""))))
+    }
+}
+
+/// A console socket for `--console-socket`, in a short path (socket paths
+/// are limited to 108 bytes; bundle paths can be longer), and a thread
+/// that receives the pty master on it.
+type PendingConsole = std::thread::JoinHandle<Result<OwnedFd, String>>;
+
+fn console_socket() -> Result<(PathBuf, PendingConsole), String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = PathBuf::from(format!(
+        "/tmp/berth-shim-console-{}-{n}.sock",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path)
+        .map_err(|e| format!("console socket: {e}"))?;
+    let handle = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().map_err(|e| e.to_string())?;
+        recv_fd(conn.as_raw_fd())
+    });
+    Ok((path, handle))
+}
+
+fn recv_fd(socket: RawFd) -> Result<OwnedFd, String> {
+    let mut buf = [0u8; 4096];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: recvmsg into buffers we own; the control message is read with
+    // the CMSG macros.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        if libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Err("no fd on the console socket".into());
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Copies the pty to the stdout fifo, and the stdin fifo to the pty, until
+/// the container side hangs up.
+fn copy_console(master: &Arc<OwnedFd>, p: &Proc) {
+    let open = |path: &str| {
+        let path = if path.is_empty() { "/dev/null" } else { path };
+        OpenOptions::new().read(true).write(true).open(path)
+    };
+    let pty = |m: &Arc<OwnedFd>| -> Option<File> { m.try_clone().ok().map(File::from) };
+    if let (Ok(mut out), Some(mut from)) = (open(&p.stdout), pty(master)) {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut out);
+        });
+    }
+    if !p.stdin.is_empty() {
+        if let (Ok(mut input), Some(mut to)) = (open(&p.stdin), pty(master)) {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut input, &mut to);
+            });
+        }
     }
 }
 
@@ -381,29 +455,49 @@ impl shim::Task for Service {
             terminal: req.terminal,
             ..Default::default()
         };
-        if req.terminal {
-            return Err(ttrpc_err(
-                shim::protos::ttrpc::Code::UNIMPLEMENTED,
-                "terminal tasks: not supported yet",
-            ));
-        }
         let pid_file = bundle.join("init.pid");
-        let stdio = stdio_of(&init).map_err(|e| internal(format!("open stdio: {e}")))?;
         let b = bundle.display().to_string();
         let pf = pid_file.display().to_string();
-        berth(
-            &runtime,
-            &root,
-            &bundle,
-            &["create", "--bundle", &b, "--pid-file", &pf, &req.id],
-            Some(stdio),
-        )
-        .map_err(internal)?;
+        let mut init = init;
+        if req.terminal {
+            let (sock, pending) = console_socket().map_err(internal)?;
+            let s = sock.display().to_string();
+            let null = Stdio::null;
+            let args = [
+                "create",
+                "--bundle",
+                &b,
+                "--pid-file",
+                &pf,
+                "--console-socket",
+                &s,
+                &req.id,
+            ];
+            let r = berth(
+                &runtime,
+                &root,
+                &bundle,
+                &args,
+                Some((null(), null(), null())),
+            );
+            let _ = std::fs::remove_file(&sock);
+            r.map_err(internal)?;
+            let master = pending
+                .join()
+                .map_err(|_| internal("console thread"))?
+                .map_err(internal)?;
+            let master = Arc::new(master);
+            copy_console(&master, &init);
+            init.console = Some(master);
+        } else {
+            let stdio = stdio_of(&init).map_err(|e| internal(format!("open stdio: {e}")))?;
+            let args = ["create", "--bundle", &b, "--pid-file", &pf, &req.id];
+            berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
+        }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let mut init = init;
         init.pid = pid;
         self.state.0.lock().expect("tasks").tasks.insert(
             req.id.clone(),
@@ -718,6 +812,72 @@ impl shim::Task for Service {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, _req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        Ok(api::Empty::default())
+    }
+
+    /// Metrics read straight from the container's cgroup, as the runc
+    /// shim does (cgroup v1 Metrics on v1 and hybrid hosts).
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let pid = self.with_task(&req.id, |t| t.init.pid)?;
+        let metrics =
+            shim::cgroup::collect_metrics(pid as u32).map_err(|e| internal(e.to_string()))?;
+        let any =
+            shim::util::convert_to_any(Box::new(metrics)).map_err(|e| internal(e.to_string()))?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
+    }
+
+    /// New limits, through `berth update --resources FILE`.
+    fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
+        let resources = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        let file = bundle.join("update-resources.json");
+        std::fs::write(&file, resources).map_err(|e| internal(e.to_string()))?;
+        let f = file.display().to_string();
+        berth(
+            &runtime_binary(),
+            &self.root(),
+            &bundle,
+            &["update", "--resources", &f, &req.id],
+            None,
+        )
+        .map_err(internal)?;
+        Ok(api::Empty::default())
+    }
+
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
+        let console = self.with_task(&req.id, |t| {
+            let p = if req.exec_id.is_empty() {
+                Some(&t.init)
+            } else {
+                t.execs.get(&req.exec_id)
+            };
+            p.and_then(|p| p.console.clone())
+        })?;
+        if let Some(m) = console {
+            let ws = libc::winsize {
+                ws_row: req.height as u16,
+                ws_col: req.width as u16,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCSWINSZ on the pty master we hold.
+            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        }
         Ok(api::Empty::default())
     }
 }

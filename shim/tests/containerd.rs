@@ -211,6 +211,93 @@ fn ctr_runs_containers_through_the_berth_shim() {
     c.ctr_ok(&["task", "delete", "bg"]);
     c.ctr_ok(&["container", "rm", "bg"]);
 
+    // Metrics from the container's cgroup.
+    c.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        rt,
+        img,
+        "metered",
+        "sleep",
+        "1000",
+    ]);
+    let metrics = c.ctr_ok(&["task", "metrics", "metered"]);
+    assert!(
+        metrics.contains("memory.usage_in_bytes") && metrics.contains("pids.current"),
+        "{metrics}"
+    );
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "metered"]);
+    c.wait_for("metered", "STOPPED");
+    c.ctr_ok(&["task", "delete", "metered"]);
+    c.ctr_ok(&["container", "rm", "metered"]);
+
+    // A terminal, on a pty of the test's own (CI has none).
+    let (master, slave) = {
+        let mut m = 0;
+        let mut s = 0;
+        // SAFETY: openpty fills two fds we then own.
+        let r = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0);
+        // SAFETY: fresh fds from openpty.
+        unsafe {
+            (
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(m),
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(s),
+            )
+        }
+    };
+    let mut child = Command::new("ctr")
+        .arg("-a")
+        .arg(&c.sock)
+        .arg("-n")
+        .arg(&c.namespace)
+        .args([
+            "run",
+            "--rm",
+            "-t",
+            "--runtime",
+            rt,
+            img,
+            "tty1",
+            "sh",
+            "-c",
+            "tty; exit 6",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ctr run -t hung");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(6));
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on our fd.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = vec![0u8; 4096];
+    let n = (&master).read(&mut buf).unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("/dev/pts/"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
     // kill --all.
     c.ctr_ok(&[
         "run",
