@@ -57,9 +57,28 @@ struct Tasks {
     unclaimed: HashMap<i32, (u32, Timestamp)>,
 }
 
+/// The shim serves every container of a pod (same
+/// io.kubernetes.cri.sandbox-id, read from the bundle, the cwd), as the
+/// runc shim does; otherwise one container.
+pub fn grouping(id: &str) -> String {
+    std::fs::read_to_string("config.json")
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|c| {
+            c["annotations"]["io.kubernetes.cri.sandbox-id"]
+                .as_str()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
 #[derive(Clone)]
 pub struct Service {
     exit: Arc<ExitSignal>,
+    /// The shim's own socket, removed on exit (the crate looks for it in
+    /// the bundle, which containerd may have removed by then; a stale
+    /// socket makes the next shim of the same ID wait a second).
+    socket: String,
     namespace: String,
     state: Arc<(Mutex<Tasks>, Condvar)>,
     publisher: Option<Arc<RemotePublisher>>,
@@ -350,6 +369,7 @@ impl shim::Shim for Service {
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         Service {
             exit: Arc::new(ExitSignal::default()),
+            socket: shim::socket_address(&args.address, &args.namespace, &grouping(&args.id)),
             namespace: args.namespace.clone(),
             state: Arc::new((Mutex::new(Tasks::default()), Condvar::new())),
             publisher: None,
@@ -395,6 +415,7 @@ impl shim::Shim for Service {
 
     fn wait(&mut self) {
         self.exit.wait();
+        let _ = std::fs::remove_file(self.socket.trim_start_matches("unix://"));
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
