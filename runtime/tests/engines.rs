@@ -205,18 +205,8 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         stop(&mut self.child, 10);
-        // Mounts containerd made under its root (snapshots), deepest first.
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let dir = self.scratch.0.display().to_string();
-        let mut mounts: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
-        }
+        // Mounts containerd made under its root (snapshots).
+        unmount_below(&self.scratch.0);
         // ctr puts containers in /<namespace>/<id>: the namespace level is
         // shared by design (runc leaves it too); remove ours.
         for h in std::fs::read_dir("/sys/fs/cgroup")

@@ -52,6 +52,26 @@ fn limit_v2(v: i64) -> String {
     }
 }
 
+/// pids.max, the same file in v1 and v2 ("max" for no limit).
+fn pids_max(p: &oci_spec::runtime::LinuxPids) -> Write {
+    let v = if p.limit() > 0 {
+        p.limit().to_string()
+    } else {
+        "max".into()
+    };
+    w("pids", "pids.max", v)
+}
+
+/// cpuset.cpus and cpuset.mems, the same files in v1 and v2.
+fn cpuset(c: &LinuxCpu, out: &mut Vec<Write>) {
+    if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+        out.push(w("cpuset", "cpuset.cpus", cpus));
+    }
+    if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+        out.push(w("cpuset", "cpuset.mems", mems));
+    }
+}
+
 /// The v1 writes for `r`, in an order the kernel accepts.
 pub fn v1_writes(r: &LinuxResources, current_memsw: Option<i64>) -> Result<Vec<Write>> {
     let mut out = Vec::new();
@@ -62,15 +82,7 @@ pub fn v1_writes(r: &LinuxResources, current_memsw: Option<i64>) -> Result<Vec<W
         v1_cpu(c, &mut out);
     }
     if let Some(p) = r.pids() {
-        out.push(w(
-            "pids",
-            "pids.max",
-            if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            },
-        ));
+        out.push(pids_max(p));
     }
     if let Some(b) = r.block_io() {
         v1_blkio(b, &mut out);
@@ -168,12 +180,7 @@ fn v1_cpu(c: &LinuxCpu, out: &mut Vec<Write>) {
     if let Some(i) = c.idle() {
         out.push(w("cpu", "cpu.idle", i));
     }
-    if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-        out.push(w("cpuset", "cpuset.cpus", cpus));
-    }
-    if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-        out.push(w("cpuset", "cpuset.mems", mems));
-    }
+    cpuset(c, out);
 }
 
 fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
@@ -290,23 +297,10 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>> {
                 "linux.resources.cpu.realtimeRuntime on cgroup v2".into(),
             ));
         }
-        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-            out.push(w("cpuset", "cpuset.cpus", cpus));
-        }
-        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-            out.push(w("cpuset", "cpuset.mems", mems));
-        }
+        cpuset(c, &mut out);
     }
     if let Some(p) = r.pids() {
-        out.push(w(
-            "pids",
-            "pids.max",
-            if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            },
-        ));
+        out.push(pids_max(p));
     }
     if let Some(b) = r.block_io() {
         if let Some(v) = b.weight().filter(|v| *v != 0) {
