@@ -280,6 +280,20 @@ fn unmount_rootfs(rootfs: &Path) {
 /// other ends); an empty path is /dev/null. O_RDWR never blocks on a fifo.
 fn stdio_of(p: &Proc) -> std::io::Result<(Stdio, Stdio, Stdio)> {
     let open = |path: &str| -> std::io::Result<File> {
+        // `ctr run --log-uri file:///path`: output appended to a file.
+        if let Some(file) = path.strip_prefix("file://") {
+            return OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(file);
+        }
+        if path.starts_with("binary://") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "binary:// log URIs are not supported yet",
+            ));
+        }
         let path = if path.is_empty() { "/dev/null" } else { path };
         OpenOptions::new()
             .read(true)
@@ -568,13 +582,42 @@ impl shim::Task for Service {
         let exec = exec.ok_or_else(|| not_found(&req.exec_id))?;
         let spec = bundle.join(format!("exec-{}.json", req.exec_id));
         let pid_file = bundle.join(format!("exec-{}.pid", req.exec_id));
-        let stdio = stdio_of(&exec).map_err(|e| internal(format!("open stdio: {e}")))?;
         let (s, pf) = (spec.display().to_string(), pid_file.display().to_string());
-        berth(
-            &runtime,
-            &self.root(),
-            &bundle,
-            &[
+        let mut console = None;
+        if exec.terminal {
+            let (sock, pending) = console_socket().map_err(internal)?;
+            let cs = sock.display().to_string();
+            let null = Stdio::null;
+            let args = [
+                "exec",
+                "--process",
+                &s,
+                "--detach",
+                "--pid-file",
+                &pf,
+                "--console-socket",
+                &cs,
+                &req.id,
+            ];
+            let r = berth(
+                &runtime,
+                &self.root(),
+                &bundle,
+                &args,
+                Some((null(), null(), null())),
+            );
+            let _ = std::fs::remove_file(&sock);
+            r.map_err(internal)?;
+            let master = pending
+                .join()
+                .map_err(|_| internal("console thread"))?
+                .map_err(internal)?;
+            let master = Arc::new(master);
+            copy_console(&master, &exec);
+            console = Some(master);
+        } else {
+            let stdio = stdio_of(&exec).map_err(|e| internal(format!("open stdio: {e}")))?;
+            let args = [
                 "exec",
                 "--process",
                 &s,
@@ -582,10 +625,9 @@ impl shim::Task for Service {
                 "--pid-file",
                 &pf,
                 &req.id,
-            ],
-            Some(stdio),
-        )
-        .map_err(internal)?;
+            ];
+            berth(&runtime, &self.root(), &bundle, &args, Some(stdio)).map_err(internal)?;
+        }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -600,6 +642,7 @@ impl shim::Task for Service {
             if let Some(p) = t.execs.get_mut(&req.exec_id) {
                 p.pid = pid;
                 p.exit = early.clone();
+                p.console = console;
             }
             early
         };
@@ -619,12 +662,6 @@ impl shim::Task for Service {
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        if req.terminal {
-            return Err(ttrpc_err(
-                shim::protos::ttrpc::Code::UNIMPLEMENTED,
-                "terminal execs: not supported yet",
-            ));
-        }
         let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
         let spec = req
             .spec
@@ -640,6 +677,7 @@ impl shim::Task for Service {
                     stdin: req.stdin.clone(),
                     stdout: req.stdout.clone(),
                     stderr: req.stderr.clone(),
+                    terminal: req.terminal,
                     ..Default::default()
                 },
             );

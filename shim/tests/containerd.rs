@@ -146,6 +146,59 @@ impl Drop for Containerd {
     }
 }
 
+/// Runs ctr on a pty of the test's own (CI has none); returns its exit code
+/// and what it printed.
+fn ctr_on_pty(c: &Containerd, args: &[&str]) -> (Option<i32>, String) {
+    let (mut m, mut s) = (0, 0);
+    // SAFETY: openpty fills two fds we then own.
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0);
+    // SAFETY: fresh fds from openpty.
+    let (master, slave) = unsafe {
+        (
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(m),
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(s),
+        )
+    };
+    let mut child = Command::new("ctr")
+        .arg("-a")
+        .arg(&c.sock)
+        .arg("-n")
+        .arg(&c.namespace)
+        .args(args)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ctr {args:?} hung");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on our fd.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = vec![0u8; 4096];
+    let n = (&master).read(&mut buf).unwrap_or(0);
+    (
+        status.code(),
+        String::from_utf8_lossy(&buf[..n]).into_owned(),
+    )
+}
+
 #[test]
 fn ctr_runs_containers_through_the_berth_shim() {
     let c = Containerd::start();
@@ -232,35 +285,10 @@ fn ctr_runs_containers_through_the_berth_shim() {
     c.ctr_ok(&["task", "delete", "metered"]);
     c.ctr_ok(&["container", "rm", "metered"]);
 
-    // A terminal, on a pty of the test's own (CI has none).
-    let (master, slave) = {
-        let mut m = 0;
-        let mut s = 0;
-        // SAFETY: openpty fills two fds we then own.
-        let r = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(r, 0);
-        // SAFETY: fresh fds from openpty.
-        unsafe {
-            (
-                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(m),
-                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(s),
-            )
-        }
-    };
-    let mut child = Command::new("ctr")
-        .arg("-a")
-        .arg(&c.sock)
-        .arg("-n")
-        .arg(&c.namespace)
-        .args([
+    // A terminal, for the task and for an exec.
+    let (code, text) = ctr_on_pty(
+        &c,
+        &[
             "run",
             "--rm",
             "-t",
@@ -271,31 +299,51 @@ fn ctr_runs_containers_through_the_berth_shim() {
             "sh",
             "-c",
             "tty; exit 6",
-        ])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "ctr run -t hung");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(6));
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    // SAFETY: fcntl on our fd.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut buf = vec![0u8; 4096];
-    let n = (&master).read(&mut buf).unwrap_or(0);
-    assert!(
-        String::from_utf8_lossy(&buf[..n]).contains("/dev/pts/"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
+        ],
+    );
+    assert_eq!(code, Some(6));
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    c.ctr_ok(&["run", "-d", "--runtime", rt, img, "tty2", "sleep", "1000"]);
+    let (code, text) = ctr_on_pty(
+        &c,
+        &[
+            "task",
+            "exec",
+            "-t",
+            "--exec-id",
+            "x1",
+            "tty2",
+            "sh",
+            "-c",
+            "tty; exit 7",
+        ],
+    );
+    assert_eq!(code, Some(7));
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "tty2"]);
+    c.wait_for("tty2", "STOPPED");
+    c.ctr_ok(&["task", "delete", "tty2"]);
+    c.ctr_ok(&["container", "rm", "tty2"]);
+
+    // --log-uri file://: the output goes to the file.
+    let log = c.dir.join("container.log");
+    let uri = format!("file://{}", log.display());
+    c.ctr_ok(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        rt,
+        img,
+        "logged",
+        "sh",
+        "-c",
+        "echo to-the-log",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "to-the-log\n"
     );
 
     // kill --all.
