@@ -4,6 +4,7 @@
 //! command line.
 
 mod service;
+mod supervise;
 
 use containerd_shim as shim;
 
@@ -35,6 +36,9 @@ fn start(flags: &shim::Flags) -> Result<(), shim::Error> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("supervise") {
+        std::process::exit(supervise::main(&args[1..]));
+    }
     if let Ok(flags) = shim::parse(&args) {
         if flags.action == "start" {
             if let Err(e) = start(&flags) {
