@@ -370,6 +370,12 @@ impl Service {
         self.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(e));
     }
 
+    /// Runs a berth command about task `id` (in its bundle, with its log).
+    fn berth_for(&self, id: &str, args: &[&str]) -> TtrpcResult<String> {
+        let bundle = self.with_task(id, |t| t.bundle.clone())?;
+        berth(&runtime_binary(), &self.root(), &bundle, args, None).map_err(internal)
+    }
+
     fn with_task<R>(&self, id: &str, f: impl FnOnce(&mut Task) -> R) -> TtrpcResult<R> {
         let mut tasks = self.state.0.lock().expect("tasks");
         let t = tasks.tasks.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -712,9 +718,7 @@ impl shim::Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        let (bundle, exec_pid) = self.with_task(&req.id, |t| {
-            (t.bundle.clone(), t.execs.get(&req.exec_id).map(|p| p.pid))
-        })?;
+        let exec_pid = self.with_task(&req.id, |t| t.execs.get(&req.exec_id).map(|p| p.pid))?;
         if !req.exec_id.is_empty() {
             let pid = exec_pid.ok_or_else(|| not_found(&req.exec_id))?;
             // SAFETY: kill(2) of a process this shim started.
@@ -728,7 +732,7 @@ impl shim::Task for Service {
         }
         args.push(&req.id);
         args.push(&sig);
-        berth(&runtime_binary(), &self.root(), &bundle, &args, None).map_err(internal)?;
+        self.berth_for(&req.id, &args)?;
         Ok(api::Empty::default())
     }
 
@@ -750,14 +754,7 @@ impl shim::Task for Service {
             });
         }
         let (bundle, init) = self.with_task(&req.id, |t| (t.bundle.clone(), t.init.clone()))?;
-        berth(
-            &runtime_binary(),
-            &self.root(),
-            &bundle,
-            &["delete", "--force", &req.id],
-            None,
-        )
-        .map_err(internal)?;
+        self.berth_for(&req.id, &["delete", "--force", &req.id])?;
         unmount_rootfs(&bundle.join("rootfs"));
         self.state.0.lock().expect("tasks").tasks.remove(&req.id);
         let (code, at) = init.exit.unwrap_or((137, now()));
@@ -814,15 +811,7 @@ impl shim::Task for Service {
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
-        let out = berth(
-            &runtime_binary(),
-            &self.root(),
-            &bundle,
-            &["ps", "--format", "json", &req.id],
-            None,
-        )
-        .map_err(internal)?;
+        let out = self.berth_for(&req.id, &["ps", "--format", "json", &req.id])?;
         let pids: Vec<u32> = serde_json::from_str(out.trim()).unwrap_or_default();
         Ok(api::PidsResponse {
             processes: pids
@@ -837,15 +826,7 @@ impl shim::Task for Service {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
-        berth(
-            &runtime_binary(),
-            &self.root(),
-            &bundle,
-            &["pause", &req.id],
-            None,
-        )
-        .map_err(internal)?;
+        self.berth_for(&req.id, &["pause", &req.id])?;
         self.with_task(&req.id, |t| t.paused = true)?;
         let mut e = TaskPaused::new();
         e.container_id = req.id.clone();
@@ -854,15 +835,7 @@ impl shim::Task for Service {
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        let bundle = self.with_task(&req.id, |t| t.bundle.clone())?;
-        berth(
-            &runtime_binary(),
-            &self.root(),
-            &bundle,
-            &["resume", &req.id],
-            None,
-        )
-        .map_err(internal)?;
+        self.berth_for(&req.id, &["resume", &req.id])?;
         self.with_task(&req.id, |t| t.paused = false)?;
         let mut e = TaskResumed::new();
         e.container_id = req.id.clone();
@@ -903,14 +876,7 @@ impl shim::Task for Service {
         let file = bundle.join("update-resources.json");
         std::fs::write(&file, resources).map_err(|e| internal(e.to_string()))?;
         let f = file.display().to_string();
-        berth(
-            &runtime_binary(),
-            &self.root(),
-            &bundle,
-            &["update", "--resources", &f, &req.id],
-            None,
-        )
-        .map_err(internal)?;
+        self.berth_for(&req.id, &["update", "--resources", &f, &req.id])?;
         Ok(api::Empty::default())
     }
 
