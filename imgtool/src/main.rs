@@ -1,6 +1,555 @@
-//! `berth-img` is not built yet; see the issue tracker.
+//! `berth-img`: flags in, library calls out.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use berth_img::bundle::{self, Network};
+use berth_img::image::{Platform, RunConfig};
+use berth_img::progress::Progress;
+use berth_img::reference::Reference;
+use berth_img::store::{Access, ImageRecord, Store};
+use berth_img::{auth, import, pull, push, registry::Registry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "berth-img",
+    version,
+    about = "Images from registries into OCI bundles for berth"
+)]
+struct Cli {
+    /// Where images, layers and bundle records are kept.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_IMG_ROOT",
+        default_value = "/var/lib/berth"
+    )]
+    root: PathBuf,
+    /// error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    /// Machine-readable output where a command supports it.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct BundleFlags {
+    /// Set an environment variable (KEY=VALUE).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// User (name|uid[:group|gid]), resolved in the image.
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount a tmpfs at DST[:options].
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Allocate a terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Mount the rootfs read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (e.g. 512m).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// CPU limit (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// host or none.
+    #[arg(long = "net", alias = "network", default_value = "none")]
+    net: String,
+    #[arg(long)]
+    cap_add: Vec<String>,
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// A plain directory rootfs instead of an overlay of the layers.
+    #[arg(long)]
+    copy: bool,
+}
+
+impl BundleFlags {
+    fn options(&self, args: Vec<String>) -> Result<bundle::Options> {
+        let network = match self.net.as_str() {
+            "none" => Network::None,
+            "host" => Network::Host,
+            other => bail!("invalid --net {other:?}: want host or none"),
+        };
+        Ok(bundle::Options {
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            entrypoint: self.entrypoint.clone(),
+            volumes: self.volume.clone(),
+            tmpfs: self.tmpfs.clone(),
+            hostname: self.hostname.clone(),
+            tty: self.tty,
+            read_only: self.read_only,
+            memory: self.memory.clone(),
+            cpus: self.cpus.clone(),
+            pids_limit: self.pids_limit,
+            network,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            copy: self.copy,
+            args,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull an image from a registry.
+    Pull {
+        reference: String,
+        /// os/arch[/variant] to pick from a multi-platform image.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Use plain HTTP (loopback registries fall back to it anyway).
+        #[arg(long)]
+        plain_http: bool,
+        /// Print only the reference.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Push an image to its registry.
+    Push {
+        reference: String,
+        #[arg(long)]
+        plain_http: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images.
+    Images,
+    /// Print an image's manifest and config as JSON.
+    Inspect { reference: String },
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove image names, and the content no other image needs.
+    Rmi {
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Delete every blob and layer no image or bundle needs.
+    Prune,
+    /// Store credentials for a registry.
+    Login {
+        registry: String,
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Remove stored credentials for a registry.
+    Logout { registry: String },
+    /// Make an OCI bundle (DIR/config.json, DIR/rootfs) from an image.
+    Bundle {
+        reference: String,
+        dir: PathBuf,
+        #[command(flatten)]
+        flags: Box<BundleFlags>,
+        /// Replace the image's Cmd.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Unmount and remove a bundle made by `bundle`.
+    RmBundle { dir: PathBuf },
+    /// Make a one-layer image from a rootfs tar (plain, gzip or zstd).
+    Import {
+        file: PathBuf,
+        reference: String,
+        /// Image settings: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, STOPSIGNAL (JSON or shell form).
+        #[arg(short, long)]
+        change: Vec<String>,
+    },
+}
+
+fn parse_ref(s: &str) -> Result<Reference> {
+    Ok(s.parse::<Reference>()?)
+}
+
+/// The record for a reference the user typed, normalised.
+fn lookup(store: &Store, s: &str) -> Result<(String, ImageRecord)> {
+    let r = parse_ref(s)?;
+    let name = r.to_string();
+    match store.image(&name)? {
+        Some(rec) => Ok((name, rec)),
+        None => Err(berth_img::Error::UnknownImage(name).into()),
+    }
+}
+
+fn init_logging(level: &str) -> Result<()> {
+    let level: tracing::Level = level
+        .parse()
+        .map_err(|_| anyhow!("invalid --log-level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    Ok(())
+}
 
 fn main() {
-    eprintln!("berth-img: not built yet");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_level).and_then(|()| run(cli)) {
+        eprintln!("berth-img: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = &cli.root;
+    let out = &mut std::io::stdout().lock();
+    match cli.command {
+        Command::Pull {
+            reference,
+            platform,
+            plain_http,
+            quiet,
+        } => {
+            let r = parse_ref(&reference)?;
+            let platform = platform
+                .as_deref()
+                .map(Platform::parse)
+                .transpose()?
+                .unwrap_or_else(Platform::host);
+            let store = Store::open(root, Access::Shared)?;
+            if !quiet {
+                writeln!(out, "{}: Pulling from {}", r.manifest_ref(), r.repository)?;
+            }
+            let rec = pull::pull(
+                &store,
+                &r,
+                &pull::PullOptions {
+                    platform,
+                    plain_http,
+                    progress: Progress::new(quiet),
+                },
+            )?;
+            if !quiet {
+                writeln!(out, "Digest: {}", rec.digest)?;
+                writeln!(out, "Status: Downloaded image for {r}")?;
+            }
+            writeln!(out, "{r}")?;
+        }
+        Command::Push {
+            reference,
+            plain_http,
+            quiet,
+        } => {
+            let store = Store::open(root, Access::Shared)?;
+            let (name, rec) = lookup(&store, &reference)?;
+            let target = parse_ref(&name)?;
+            if !quiet {
+                writeln!(out, "The push refers to repository [{}]", target.name())?;
+            }
+            let report = push::push(
+                &store,
+                &rec,
+                &target,
+                &push::PushOptions {
+                    plain_http,
+                    progress: Progress::new(quiet),
+                },
+            )?;
+            if !quiet {
+                writeln!(
+                    out,
+                    "{}: digest: {} ({} uploaded, {} mounted, {} already present)",
+                    target.tag.as_deref().unwrap_or("latest"),
+                    rec.digest,
+                    report.uploaded,
+                    report.mounted,
+                    report.existed
+                )?;
+            } else {
+                writeln!(out, "{}", rec.digest)?;
+            }
+        }
+        Command::Images => {
+            let store = Store::open(root, Access::Shared)?;
+            let mut rows = Vec::new();
+            for (name, rec) in store.images()? {
+                let (manifest, config) = store.load(&rec)?;
+                rows.push((
+                    name,
+                    rec,
+                    store.image_size(&manifest),
+                    config.created.unwrap_or_default(),
+                ));
+            }
+            if cli.json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(name, rec, size, created)| {
+                        serde_json::json!({"name": name, "digest": rec.digest, "id": rec.config, "created": created, "size": size})
+                    })
+                    .collect();
+                serde_json::to_writer_pretty(&mut *out, &list)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<50} {:<20} {:<14} {:<22} SIZE",
+                    "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+                )?;
+                for (name, rec, size, created) in rows {
+                    let r = parse_ref(&name)?;
+                    let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
+                    writeln!(
+                        out,
+                        "{:<50} {:<20} {:<14} {:<22} {}",
+                        r.name(),
+                        tag,
+                        rec.config.short(),
+                        created,
+                        human_size(size)
+                    )?;
+                }
+            }
+        }
+        Command::Inspect { reference } => {
+            let store = Store::open(root, Access::Shared)?;
+            let (name, rec) = lookup(&store, &reference)?;
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&store.read_blob(&rec.digest)?)?;
+            let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&rec.config)?)?;
+            let doc = serde_json::json!({"name": name, "digest": rec.digest, "manifest": manifest, "config": config});
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)?;
+        }
+        Command::Tag { source, target } => {
+            let store = Store::open(root, Access::Shared)?;
+            let (_, rec) = lookup(&store, &source)?;
+            let t = parse_ref(&target)?;
+            if t.digest.is_some() {
+                bail!("invalid tag {target:?}: a tag cannot carry a digest");
+            }
+            store.set_image(
+                &t.to_string(),
+                ImageRecord {
+                    updated: pull::now_rfc3339(),
+                    ..rec
+                },
+            )?;
+        }
+        Command::Rmi { references } => {
+            let store = Store::open(root, Access::Exclusive)?;
+            for r in &references {
+                let name = parse_ref(r)?.to_string();
+                if !store.remove_image(&name)? {
+                    bail!("No such image: {name}");
+                }
+                writeln!(out, "Untagged: {name}")?;
+            }
+            let report = store.prune()?;
+            if report.blobs > 0 {
+                writeln!(
+                    out,
+                    "Deleted: {} blobs, {} layers",
+                    report.blobs, report.layers
+                )?;
+            }
+        }
+        Command::Prune => {
+            let store = Store::open(root, Access::Exclusive)?;
+            let report = store.prune()?;
+            writeln!(
+                out,
+                "Deleted {} blobs and {} layers; reclaimed {}",
+                report.blobs,
+                report.layers,
+                human_size(report.bytes)
+            )?;
+        }
+        Command::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+            plain_http,
+        } => {
+            let username = username.ok_or_else(|| anyhow!("username required: use -u USER"))?;
+            let password = match (password, password_stdin) {
+                (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .context("read password from stdin")?;
+                    line.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (None, false) => bail!("password required: use --password-stdin"),
+            };
+            let host = registry_host(&registry)?;
+            let creds = auth::Credentials { username, password };
+            let api = if host == berth_img::reference::DOCKER_HUB {
+                "registry-1.docker.io"
+            } else {
+                host.as_str()
+            };
+            Registry::new(api, Some(creds.clone()), plain_http).check_login()?;
+            auth::store_in(&auth::auth_file(), &host, &creds)?;
+            writeln!(out, "Login Succeeded")?;
+        }
+        Command::Logout { registry } => {
+            let host = registry_host(&registry)?;
+            if !auth::remove_in(&auth::auth_file(), &host)? {
+                bail!("not logged in to {host}");
+            }
+            writeln!(out, "Removing login credentials for {host}")?;
+        }
+        Command::Bundle {
+            reference,
+            dir,
+            flags,
+            args,
+        } => {
+            let opts = flags.options(args)?;
+            let store = Store::open(root, Access::Shared)?;
+            let r = parse_ref(&reference)?;
+            let name = r.to_string();
+            let rec = match store.image(&name)? {
+                Some(rec) => rec,
+                None => pull::pull(
+                    &store,
+                    &r,
+                    &pull::PullOptions {
+                        platform: Platform::host(),
+                        plain_http: false,
+                        progress: Progress::new(false),
+                    },
+                )?,
+            };
+            let dir = bundle::create(&store, &name, &rec, &dir, &opts)?;
+            writeln!(out, "{}", dir.display())?;
+        }
+        Command::RmBundle { dir } => {
+            let meta = bundle::metadata(&dir)?;
+            let store = Store::open(&meta.store, Access::Shared).ok();
+            bundle::remove(store.as_ref(), &dir)?;
+        }
+        Command::Import {
+            file,
+            reference,
+            change,
+        } => {
+            let r = parse_ref(&reference)?;
+            let run = changes(&change)?;
+            let store = Store::open(root, Access::Shared)?;
+            let rec = import::import(&store, &file, &r, run)?;
+            writeln!(out, "{}", rec.config)?;
+        }
+    }
+    Ok(())
+}
+
+/// A registry given to login/logout: a host, or a URL docker-style.
+fn registry_host(s: &str) -> Result<String> {
+    let t = s
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let t = t.split('/').next().unwrap_or("");
+    if t.is_empty() {
+        bail!("invalid registry {s:?}");
+    }
+    Ok(match t {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => {
+            berth_img::reference::DOCKER_HUB.into()
+        }
+        other => other.to_string(),
+    })
+}
+
+/// `--change` lines for `import` (a subset of Dockerfile instructions).
+fn changes(lines: &[String]) -> Result<RunConfig> {
+    let mut rc = RunConfig::default();
+    for line in lines {
+        let (kw, rest) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line.trim(), ""));
+        let rest = rest.trim();
+        let list = || -> Vec<String> {
+            serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| vec!["/bin/sh".into(), "-c".into(), rest.into()])
+        };
+        match kw.to_ascii_uppercase().as_str() {
+            "CMD" => rc.cmd = Some(list()),
+            "ENTRYPOINT" => rc.entrypoint = Some(list()),
+            "ENV" => {
+                let kv = rest
+                    .split_once('=')
+                    .or_else(|| rest.split_once(' '))
+                    .ok_or_else(|| anyhow!("--change {line:?}: want ENV KEY=VALUE"))?;
+                rc.env
+                    .get_or_insert_with(Vec::new)
+                    .push(format!("{}={}", kv.0, kv.1.trim()));
+            }
+            "WORKDIR" => rc.working_dir = Some(rest.into()),
+            "USER" => rc.user = Some(rest.into()),
+            "STOPSIGNAL" => rc.stop_signal = Some(rest.into()),
+            "EXPOSE" => {
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    rc.exposed_ports
+                        .get_or_insert_with(Default::default)
+                        .insert(p, serde_json::json!({}));
+                }
+            }
+            "LABEL" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--change {line:?}: want LABEL KEY=VALUE"))?;
+                rc.labels
+                    .get_or_insert_with(Default::default)
+                    .insert(k.into(), v.trim_matches('"').into());
+            }
+            other => bail!("--change {line:?}: unsupported instruction {other}"),
+        }
+    }
+    Ok(rc)
+}
+
+fn human_size(n: u64) -> String {
+    let f = n as f64;
+    if f >= 1e9 {
+        format!("{:.2}GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1}MB", f / 1e6)
+    } else if f >= 1e3 {
+        format!("{:.1}kB", f / 1e3)
+    } else {
+        format!("{n}B")
+    }
 }

@@ -1,0 +1,150 @@
+//! `import`: a rootfs tar (plain, gzip or zstd) becomes a one-layer image,
+//! like `docker import`. Also the way tests and the demo make a base image
+//! without any network.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use crate::digest::{Algorithm, HashingReader, HashingWriter};
+use crate::error::{Context, Error, Result};
+use crate::image::{
+    media, to_json, Compression, Descriptor, History, ImageConfig, Manifest, Platform, RootFs,
+    RunConfig,
+};
+use crate::pull::{now_rfc3339, rfc3339, unpack_blob};
+use crate::reference::Reference;
+use crate::store::{unique_name, ImageRecord, Store};
+
+/// The creation time new images record: `SOURCE_DATE_EPOCH` when set, so
+/// builds are reproducible, else now.
+pub fn created_time() -> String {
+    match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        Some(t) => rfc3339(t),
+        None => now_rfc3339(),
+    }
+}
+
+/// Compresses `tar` (already uncompressed) into a gzip layer blob in the
+/// store. Returns its descriptor and diff ID.
+pub fn store_layer(store: &Store, tar: impl Read) -> Result<(Descriptor, crate::digest::Digest)> {
+    let tmp = store.tmp_dir().join(unique_name("layer-"));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .context(|| format!("create {}", tmp.display()))?;
+    let result = (|| {
+        let mut src = HashingReader::new(tar, Algorithm::Sha256);
+        let out = HashingWriter::new(io::BufWriter::new(file));
+        // No name and mtime 0 in the gzip header: same input, same blob.
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(out, flate2::Compression::default());
+        io::copy(&mut src, &mut gz).context(|| "compress layer".to_string())?;
+        let out = gz.finish().context(|| "compress layer".to_string())?;
+        let (digest, size, w) = out.finish();
+        w.into_inner()
+            .map_err(|e| Error::Io {
+                context: "write layer".into(),
+                source: e.into_error(),
+            })?
+            .sync_all()
+            .context(|| "sync layer".to_string())?;
+        let (diff_id, _, _) = src.finish();
+        let target = store.blob_path(&digest);
+        std::fs::rename(&tmp, &target).context(|| format!("rename into {}", target.display()))?;
+        Ok((
+            Descriptor::new(media::OCI_LAYER_GZIP, digest, size),
+            diff_id,
+        ))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Stores config and manifest for `layers` and names the image `reference`.
+pub fn store_image(
+    store: &Store,
+    reference: &str,
+    config: &ImageConfig,
+    layers: Vec<Descriptor>,
+) -> Result<ImageRecord> {
+    let config_body = to_json(config);
+    let config_digest = store.put_blob(&config_body)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: Descriptor::new(
+            media::OCI_CONFIG,
+            config_digest.clone(),
+            config_body.len() as u64,
+        ),
+        layers,
+        annotations: Default::default(),
+        extra: Default::default(),
+    };
+    let body = to_json(&manifest);
+    let digest = store.put_blob(&body)?;
+    let record = ImageRecord {
+        digest,
+        media_type: media::OCI_MANIFEST.into(),
+        config: config_digest,
+        index: None,
+        updated: now_rfc3339(),
+    };
+    store.set_image(reference, record.clone())?;
+    Ok(record)
+}
+
+pub fn import(
+    store: &Store,
+    tar_path: &Path,
+    reference: &Reference,
+    run: RunConfig,
+) -> Result<ImageRecord> {
+    let f = File::open(tar_path).context(|| format!("open {}", tar_path.display()))?;
+    let mut r = BufReader::with_capacity(256 << 10, f);
+    let head = r
+        .fill_buf()
+        .context(|| format!("read {}", tar_path.display()))?;
+    let tar: Box<dyn Read> = match Compression::sniff(head) {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(r)
+                .context(|| format!("read {}", tar_path.display()))?,
+        ),
+    };
+    let (desc, diff_id) = store_layer(store, tar)?;
+    // Unpack now: a tar that is not a valid layer fails here, before any
+    // image points at it.
+    unpack_blob(store, &desc, &diff_id)?;
+    let host = Platform::host();
+    let created = created_time();
+    let config = ImageConfig {
+        created: Some(created.clone()),
+        author: None,
+        architecture: host.architecture,
+        os: host.os,
+        variant: host.variant,
+        config: run,
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![diff_id],
+        },
+        history: vec![History {
+            created: Some(created),
+            created_by: Some(format!("berth-img import {}", tar_path.display())),
+            comment: Some("Imported from tarball".into()),
+            ..Default::default()
+        }],
+        extra: Default::default(),
+    };
+    store_image(store, &reference.to_string(), &config, vec![desc])
+}

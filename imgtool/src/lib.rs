@@ -1,0 +1,26 @@
+//! berth-img: images from registries into OCI bundles for berth.
+//!
+//! The store ([`store`]) holds verified blobs and unpacked layers; [`pull`]
+//! and [`push`] move images over the distribution API ([`registry`]);
+//! [`bundle`] turns a stored image into a bundle whose rootfs is an overlay
+//! of the layers ([`overlay`]) and whose config mirrors `docker run`.
+
+pub mod auth;
+pub mod bundle;
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod import;
+pub mod inroot;
+pub mod layer;
+pub mod overlay;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod registry;
+pub mod seccomp;
+pub mod store;
+pub mod users;
+
+pub use error::{Error, Result};
