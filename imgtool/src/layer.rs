@@ -156,11 +156,13 @@ pub fn unpack(archive: impl Read, dest: &Path, mode: Mode) -> Result<(), UnpackE
 
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, mode: Mode) -> io::Result<Meta> {
     let h = entry.header();
+    // Empty numeric fields read as 0, as Go's archive/tar (which wrote most
+    // layers in the wild) reads them.
     let mut m = Meta {
-        mode: h.mode()? & 0o7777,
-        uid: h.uid()? as u32,
-        gid: h.gid()? as u32,
-        mtime: TimeSpec::new(h.mtime()? as i64, 0),
+        mode: h.mode().unwrap_or(0o644) & 0o7777,
+        uid: h.uid().unwrap_or(0) as u32,
+        gid: h.gid().unwrap_or(0) as u32,
+        mtime: TimeSpec::new(h.mtime().unwrap_or(0) as i64, 0),
         xattrs: Vec::new(),
     };
     if let Some(exts) = entry.pax_extensions()? {
@@ -200,6 +202,18 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, mode: Mode) -> io::Result<M
 
 fn io_err(e: Errno) -> io::Error {
     io::Error::from(e)
+}
+
+/// The parent of `rel`, created as needed; a parent that resolves through a
+/// symlink to a place missing inside the root is refused, not created.
+fn parent(root: &Root, rel: &Path) -> io::Result<Option<(OwnedFd, CString)>> {
+    root.parent(rel).map_err(|e| {
+        if e == Errno::ENOENT {
+            io::Error::other("parent directory is a dangling symlink (resolved inside the root)")
+        } else {
+            io_err(e)
+        }
+    })
 }
 
 /// Removes whatever is at `name` in `dir` unless it is a directory and
@@ -265,7 +279,7 @@ fn set_times(dir: impl AsFd, name: &CString, t: TimeSpec) -> io::Result<()> {
 }
 
 fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(rel).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, rel)? else {
         // The archive's "./": the layer root's own owner and mode.
         let fd = root
             .open_at(Path::new(""), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -297,7 +311,7 @@ fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
 }
 
 fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(rel).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a regular file cannot replace the root"));
     };
     clear(&dir, &name, false)?;
@@ -323,7 +337,7 @@ fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read) -> io::Res
 }
 
 fn make_symlink(root: &Root, rel: &Path, target: &Path, m: &Meta) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(rel).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a symlink cannot replace the root"));
     };
     clear(&dir, &name, false)?;
@@ -336,7 +350,7 @@ fn make_symlink(root: &Root, rel: &Path, target: &Path, m: &Meta) -> io::Result<
 }
 
 fn make_hardlink(root: &Root, rel: &Path, target: &Path) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(rel).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a hard link cannot replace the root"));
     };
     // Resolve the target inside the root without following a final symlink
@@ -363,7 +377,7 @@ fn make_hardlink(root: &Root, rel: &Path, target: &Path) -> io::Result<()> {
 }
 
 fn make_node(root: &Root, rel: &Path, kind: SFlag, dev: libc::dev_t, m: &Meta) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(rel).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a device cannot replace the root"));
     };
     clear(&dir, &name, false)?;
@@ -389,7 +403,7 @@ fn make_node(root: &Root, rel: &Path, kind: SFlag, dev: libc::dev_t, m: &Meta) -
 
 /// `.wh.NAME`: hide `target` from the layers below.
 fn whiteout(root: &Root, target: &Path, mode: Mode) -> io::Result<()> {
-    let Some((dir, name)) = root.parent(target).map_err(io_err)? else {
+    let Some((dir, name)) = parent(root, target)? else {
         return Err(io::Error::other("whiteout of the root"));
     };
     clear(&dir, &name, false)?;

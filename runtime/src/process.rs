@@ -382,6 +382,11 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
         devices::create_devices(&root, devices, a.plan.new_user)?;
         devices::create_dev_symlinks(&root)?;
     }
+    // runc creates a missing process.cwd (inside the root, after the mounts
+    // so it lands on whatever is mounted there), as `docker run -w` expects.
+    if let Some(cwd) = a.spec.process().as_ref().map(|p| p.cwd()) {
+        root.mkdir_all(cwd)?;
+    }
     Ok(())
 }
 
