@@ -385,7 +385,9 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
     // runc creates a missing process.cwd (inside the root, after the mounts
     // so it lands on whatever is mounted there), as `docker run -w` expects.
     if let Some(cwd) = a.spec.process().as_ref().map(|p| p.cwd()) {
-        root.mkdir_all(cwd)?;
+        if cwd.is_absolute() {
+            root.mkdir_all(cwd)?;
+        }
     }
     Ok(())
 }
