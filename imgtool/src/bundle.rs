@@ -738,7 +738,7 @@ pub fn create(
 
 /// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` for the container,
 /// kept in the bundle and bind-mounted, as docker does.
-fn write_etc_files(
+pub(crate) fn write_etc_files(
     dir: &Path,
     hostname: &str,
     net: Network,

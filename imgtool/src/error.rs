@@ -43,6 +43,13 @@ pub enum Error {
     Layer { layer: String, detail: String },
     #[error("{0}")]
     Other(String),
+    /// A RUN step exited non-zero; the build stops with its status.
+    #[error("Dockerfile:{line}: {instruction}: exit code {code}")]
+    RunFailed {
+        line: usize,
+        instruction: String,
+        code: i32,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

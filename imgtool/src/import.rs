@@ -31,6 +31,17 @@ pub fn created_time() -> String {
 /// Compresses `tar` (already uncompressed) into a gzip layer blob in the
 /// store. Returns its descriptor and diff ID.
 pub fn store_layer(store: &Store, tar: impl Read) -> Result<(Descriptor, crate::digest::Digest)> {
+    store_layer_with(store, tar, Compression::Gzip)
+}
+
+/// Like [`store_layer`] with a choice of compression. Output is a function
+/// of the input only (no names or times in the gzip header), so the same
+/// tar always gives the same blob.
+pub fn store_layer_with(
+    store: &Store,
+    tar: impl Read,
+    compression: Compression,
+) -> Result<(Descriptor, crate::digest::Digest)> {
     let tmp = store.tmp_dir().join(unique_name("layer-"));
     let file = OpenOptions::new()
         .write(true)
@@ -40,12 +51,26 @@ pub fn store_layer(store: &Store, tar: impl Read) -> Result<(Descriptor, crate::
     let result = (|| {
         let mut src = HashingReader::new(tar, Algorithm::Sha256);
         let out = HashingWriter::new(io::BufWriter::new(file));
-        // No name and mtime 0 in the gzip header: same input, same blob.
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .write(out, flate2::Compression::default());
-        io::copy(&mut src, &mut gz).context(|| "compress layer".to_string())?;
-        let out = gz.finish().context(|| "compress layer".to_string())?;
+        let ctx = || "compress layer".to_string();
+        let out = match compression {
+            Compression::Gzip => {
+                let mut gz = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(out, flate2::Compression::default());
+                io::copy(&mut src, &mut gz).context(ctx)?;
+                gz.finish().context(ctx)?
+            }
+            Compression::Zstd => {
+                let mut z = zstd::stream::write::Encoder::new(out, 3).context(ctx)?;
+                io::copy(&mut src, &mut z).context(ctx)?;
+                z.finish().context(ctx)?
+            }
+            Compression::None => {
+                let mut out = out;
+                io::copy(&mut src, &mut out).context(ctx)?;
+                out
+            }
+        };
         let (digest, size, w) = out.finish();
         w.into_inner()
             .map_err(|e| Error::Io {
@@ -58,7 +83,7 @@ pub fn store_layer(store: &Store, tar: impl Read) -> Result<(Descriptor, crate::
         let target = store.blob_path(&digest);
         std::fs::rename(&tmp, &target).context(|| format!("rename into {}", target.display()))?;
         Ok((
-            Descriptor::new(media::OCI_LAYER_GZIP, digest, size),
+            Descriptor::new(crate::build::layer_media_type(compression), digest, size),
             diff_id,
         ))
     })();

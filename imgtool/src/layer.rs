@@ -57,12 +57,13 @@ fn entry_err(path: &Path, detail: impl std::fmt::Display) -> UnpackError {
     }
 }
 
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: TimeSpec,
-    xattrs: Vec<(CString, Vec<u8>)>,
+/// Owner, mode, time and xattrs to give a created entry.
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: TimeSpec,
+    pub xattrs: Vec<(CString, Vec<u8>)>,
 }
 
 /// Unpacks the tar stream `archive` into `dest`.
@@ -278,7 +279,7 @@ fn set_times(dir: impl AsFd, name: &CString, t: TimeSpec) -> io::Result<()> {
     .map_err(io_err)
 }
 
-fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
+pub(crate) fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
     let Some((dir, name)) = parent(root, rel)? else {
         // The archive's "./": the layer root's own owner and mode.
         let fd = root
@@ -310,7 +311,7 @@ fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
     set_xattrs(&dir, &name, m)
 }
 
-fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read) -> io::Result<()> {
+pub(crate) fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read) -> io::Result<()> {
     let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a regular file cannot replace the root"));
     };
@@ -336,7 +337,7 @@ fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read) -> io::Res
     nix::sys::stat::futimens(&file, &m.mtime, &m.mtime).map_err(io_err)
 }
 
-fn make_symlink(root: &Root, rel: &Path, target: &Path, m: &Meta) -> io::Result<()> {
+pub(crate) fn make_symlink(root: &Root, rel: &Path, target: &Path, m: &Meta) -> io::Result<()> {
     let Some((dir, name)) = parent(root, rel)? else {
         return Err(io::Error::other("a symlink cannot replace the root"));
     };

@@ -6,6 +6,7 @@
 //! of the layers ([`overlay`]) and whose config mirrors `docker run`.
 
 pub mod auth;
+pub mod build;
 pub mod bundle;
 pub mod digest;
 pub mod error;

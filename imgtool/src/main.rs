@@ -33,6 +33,10 @@ struct Cli {
     /// Machine-readable output where a command supports it.
     #[arg(long, global = true)]
     json: bool,
+    /// The runtime that runs RUN steps and containers (default: `berth`
+    /// next to this binary, else on PATH).
+    #[arg(long, global = true)]
+    runtime: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +180,40 @@ enum Command {
     },
     /// Unmount and remove a bundle made by `bundle`.
     RmBundle { dir: PathBuf },
+    /// Build an image from a Dockerfile.
+    Build {
+        /// Name the image (repeatable).
+        #[arg(short = 't', long = "tag")]
+        tags: Vec<String>,
+        /// The Dockerfile (default CONTEXT/Dockerfile).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// KEY=VALUE, or KEY to take the value from the environment.
+        #[arg(long = "build-arg")]
+        build_args: Vec<String>,
+        /// Build up to this stage.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        no_cache: bool,
+        #[arg(long)]
+        platform: Option<String>,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// plain or tty (both print one line per step).
+        #[arg(long, default_value = "plain")]
+        progress: String,
+        /// Network of RUN steps: host or none.
+        #[arg(long, default_value = "host")]
+        network: String,
+        /// Layer compression: gzip, zstd or none.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        /// Print only the image ID.
+        #[arg(short, long)]
+        quiet: bool,
+        context: PathBuf,
+    },
     /// Make a one-layer image from a rootfs tar (plain, gzip or zstd).
     Import {
         file: PathBuf,
@@ -217,8 +255,35 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log_level).and_then(|()| run(cli)) {
         eprintln!("berth-img: {e:#}");
-        std::process::exit(1);
+        // A failed RUN step's status is the build's.
+        let code = match e.downcast_ref::<berth_img::Error>() {
+            Some(berth_img::Error::RunFailed { code, .. }) if *code > 0 && *code < 256 => *code,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
+}
+
+fn key_values(
+    list: &[String],
+    what: &str,
+    from_env: bool,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for kv in list {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if from_env && !kv.is_empty() => {
+                if let Ok(v) = std::env::var(kv) {
+                    out.insert(kv.clone(), v);
+                }
+            }
+            _ => bail!("invalid {what} {kv:?}: want KEY=VALUE"),
+        }
+    }
+    Ok(out)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -454,6 +519,59 @@ fn run(cli: Cli) -> Result<()> {
             let meta = bundle::metadata(&dir)?;
             let store = Store::open(&meta.store, Access::Shared).ok();
             bundle::remove(store.as_ref(), &dir)?;
+        }
+        Command::Build {
+            tags,
+            file,
+            build_args,
+            target,
+            no_cache,
+            platform,
+            labels,
+            progress,
+            network,
+            compression,
+            quiet,
+            context,
+        } => {
+            if !matches!(progress.as_str(), "plain" | "tty" | "auto" | "quiet") {
+                bail!("invalid --progress {progress:?}: want plain or tty");
+            }
+            let network = match network.as_str() {
+                "host" | "default" => Network::Host,
+                "none" => Network::None,
+                other => bail!("invalid --network {other:?}: want host or none"),
+            };
+            let compression = match compression.as_str() {
+                "gzip" => berth_img::image::Compression::Gzip,
+                "zstd" => berth_img::image::Compression::Zstd,
+                "none" => berth_img::image::Compression::None,
+                other => bail!("invalid --compression {other:?}: want gzip, zstd or none"),
+            };
+            let opts = berth_img::build::BuildOptions {
+                context,
+                dockerfile: file,
+                tags,
+                build_args: key_values(&build_args, "--build-arg", true)?,
+                target,
+                no_cache,
+                platform,
+                labels: key_values(&labels, "--label", false)?,
+                network,
+                runtime: cli.runtime.clone(),
+                compression,
+                quiet: quiet || progress == "quiet",
+            };
+            let store = Store::open(root, Access::Shared)?;
+            let (rec, names) = berth_img::build::build(&store, &opts)?;
+            if quiet {
+                writeln!(out, "{}", rec.config)?;
+            } else {
+                writeln!(out, "Successfully built {}", rec.config.short())?;
+                for n in names {
+                    writeln!(out, "Successfully tagged {n}")?;
+                }
+            }
         }
         Command::Import {
             file,

@@ -386,7 +386,8 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
     // so it lands on whatever is mounted there), as `docker run -w` expects.
     if let Some(cwd) = a.spec.process().as_ref().map(|p| p.cwd()) {
         if cwd.is_absolute() {
-            root.mkdir_all(cwd)?;
+            root.mkdir_all(cwd)
+                .map_err(|e| Error::Config(format!("process.cwd {}: {e}", cwd.display())))?;
         }
     }
     Ok(())

@@ -486,7 +486,7 @@ fn is_comment(line: &str) -> bool {
 fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
     let trimmed = line.trim_end_matches([' ', '\t']);
     match trimmed.strip_suffix(escape) {
-        Some(before) if !before.ends_with(escape) || before.is_empty() => (before, true),
+        Some(before) if !before.ends_with(escape) => (before, true),
         _ => (line, false),
     }
 }
@@ -599,6 +599,7 @@ fn extract_flags(src: &Logical, start: usize, end: usize) -> (Vec<Word>, usize) 
                 if ch != '-' || chars.get(i + 1).map(|c| c.1) != Some('-') {
                     return (flags, offset);
                 }
+                // Not advancing: the next round reads this character into the word.
                 phase = Phase::Word;
                 word_pos = src.at(offset);
             }
@@ -657,7 +658,6 @@ fn extract_flags(src: &Logical, start: usize, end: usize) -> (Vec<Word>, usize) 
                 continue;
             }
         }
-        // A word starting with `--` begins here; look at its first character again.
     }
     if phase != Phase::Spaces && word != "--" && (blank_ok || !word.is_empty()) {
         flags.push(Word {
@@ -2202,4 +2202,871 @@ fn replace(value: &[char], glob: &[Glob], replacement: &str, all: bool) -> Strin
     }
     out.extend(&value[last_end..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Dockerfile {
+        parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(text: &str) -> ParseError {
+        parse(text).expect_err("parse should fail")
+    }
+
+    /// The instructions of the only stage of `FROM a` followed by `body`.
+    fn body(body: &str) -> Vec<Instruction> {
+        let mut file = ok(&format!("FROM a\n{body}"));
+        assert_eq!(file.stages.len(), 1);
+        file.stages.remove(0).instructions
+    }
+
+    fn kind(text: &str) -> Kind {
+        let mut instructions = body(text);
+        assert_eq!(instructions.len(), 1, "{instructions:?}");
+        instructions.remove(0).kind
+    }
+
+    fn shell(text: &str) -> Command {
+        Command::Shell(text.to_string())
+    }
+
+    fn exec(args: &[&str]) -> Command {
+        Command::Exec(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn at(error: &ParseError) -> (usize, usize) {
+        (error.line, error.column)
+    }
+
+    fn copy(kind: Kind) -> CopyArgs {
+        match kind {
+            Kind::Copy(args) | Kind::Add(args) => args,
+            other => panic!("not a copy: {other:?}"),
+        }
+    }
+
+    fn run_parts(kind: Kind) -> (Command, Vec<String>, Option<String>, Vec<Heredoc>) {
+        match kind {
+            Kind::Run {
+                cmd,
+                mounts,
+                network,
+                heredocs,
+            } => (cmd, mounts, network, heredocs),
+            other => panic!("not a RUN: {other:?}"),
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn x(word: &str) -> Result<String, String> {
+        const VARS: &[(&str, &str)] = &[("A", "1"), ("EMPTY", ""), ("P", "a/b/c"), ("F", "foo")];
+        expand(word, &env(VARS), '\\')
+    }
+
+    #[test]
+    fn keywords_are_case_insensitive() {
+        let file = ok("from alpine\nrun echo hi\nCmd [\"a\"]\nWorkDir /x\n");
+        let stage = &file.stages[0];
+        assert_eq!(stage.base, "alpine");
+        assert_eq!(stage.line, 1);
+        let kinds: Vec<Kind> = stage.instructions.iter().map(|i| i.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Run {
+                    cmd: shell("echo hi"),
+                    mounts: vec![],
+                    network: None,
+                    heredocs: vec![],
+                },
+                Kind::Cmd(exec(&["a"])),
+                Kind::Workdir("/x".into()),
+            ]
+        );
+        assert_eq!(file.directives.escape, '\\');
+    }
+
+    #[test]
+    fn unknown_instruction_has_line_and_column() {
+        let e = err("FROM a\n\n  FOO bar\n");
+        assert_eq!(e.message, "unknown instruction: FOO");
+        assert_eq!(at(&e), (3, 3));
+        assert_eq!(e.to_string(), "Dockerfile:3:3: unknown instruction: FOO");
+        // Columns count characters, not bytes.
+        assert_eq!(at(&err("FROM a\n\tRÜN x\n")), (2, 2));
+    }
+
+    #[test]
+    fn comments_only_at_line_start() {
+        let instructions = body("# c\n   # indented\nRUN echo # not a comment\n");
+        assert_eq!(
+            run_parts(instructions[0].kind.clone()).0,
+            shell("echo # not a comment")
+        );
+        assert_eq!(instructions[0].line, 4);
+    }
+
+    #[test]
+    fn continuation_skips_comment_and_empty_lines() {
+        let text = "FROM a\nRUN apt-get update && \\\n# comment inside\n    apt-get install -y \\\n  # another\n\t\n    curl\nUSER me\n";
+        let instructions = ok(text).stages.remove(0).instructions;
+        assert_eq!(instructions[0].line, 2);
+        let joined = "apt-get update &&     apt-get install -y     curl";
+        assert_eq!(run_parts(instructions[0].kind.clone()).0, shell(joined));
+        assert_eq!(instructions[0].original, format!("RUN {joined}"));
+        assert_eq!(instructions[1].line, 8);
+        assert_eq!(instructions[1].kind, Kind::User("me".into()));
+    }
+
+    #[test]
+    fn continuation_details() {
+        // Blanks after the escape are allowed.
+        let (cmd, ..) = run_parts(kind("RUN echo a \\   \n b\n"));
+        assert_eq!(cmd, shell("echo a  b"));
+        // An escaped escape does not continue the line.
+        let instructions = body("RUN echo a\\\\\nRUN echo b\n");
+        assert_eq!(
+            run_parts(instructions[0].kind.clone()).0,
+            shell("echo a\\\\")
+        );
+        assert_eq!(instructions.len(), 2);
+        // A continuation at the end of the file ends the instruction.
+        assert_eq!(run_parts(kind("RUN echo \\")).0, shell("echo"));
+        // An escape alone on the first line starts an instruction on the next.
+        assert_eq!(kind("\\\nUSER me\n"), Kind::User("me".into()));
+    }
+
+    #[test]
+    fn errors_in_continued_lines_point_at_the_token() {
+        let e = err("FROM a\nCOPY --chown=1 \\\n  --bogus=2 a b\n");
+        assert_eq!(e.message, "unknown flag: --bogus");
+        assert_eq!(at(&e), (3, 3));
+    }
+
+    #[test]
+    fn crlf_and_bom() {
+        let file = ok("\u{feff}FROM a\r\nRUN echo \\\r\n  hi\r\nUSER me\r\n");
+        let instructions = &file.stages[0].instructions;
+        assert_eq!(
+            run_parts(instructions[0].kind.clone()).0,
+            shell("echo   hi")
+        );
+        assert_eq!(instructions[1].kind, Kind::User("me".into()));
+    }
+
+    #[test]
+    fn escape_directive_with_backtick_and_windows_paths() {
+        let text = "# syntax=docker/dockerfile:1.4\n# Escape = `\nFROM mcr.microsoft.com/windows/servercore\nCOPY testfile.txt c:\\\nRUN dir c:\\ `\n    && echo done\nWORKDIR c:\\Windows\n";
+        let file = ok(text);
+        assert_eq!(file.directives.escape, '`');
+        assert_eq!(
+            file.directives.syntax.as_deref(),
+            Some("docker/dockerfile:1.4")
+        );
+        let instructions = &file.stages[0].instructions;
+        assert_eq!(copy(instructions[0].kind.clone()).dest, "c:\\");
+        assert_eq!(
+            run_parts(instructions[1].kind.clone()).0,
+            shell("dir c:\\     && echo done")
+        );
+        assert_eq!(instructions[2].kind, Kind::Workdir("c:\\Windows".into()));
+        assert_eq!(instructions[2].line, 7);
+        let none = |_: &str| None;
+        assert_eq!(expand("c:\\Windows", &none, '`').unwrap(), "c:\\Windows");
+        assert_eq!(expand("c:\\Windows", &none, '\\').unwrap(), "c:Windows");
+        // With the default escape the trailing backslash continues the line.
+        let file = ok("FROM a\nCOPY x c:\\\nRUN dir\n");
+        assert_eq!(file.stages[0].instructions.len(), 1);
+    }
+
+    #[test]
+    fn directives_only_at_the_very_top() {
+        let continued = |text: &str| ok(text).stages.pop().unwrap().instructions.len() == 1;
+        // After a comment, a blank line or an unknown directive it is a comment.
+        for prefix in ["# hello\n", "\n", "# foo=bar\n", "FROM z\n"] {
+            let text = format!("{prefix}# escape=`\nFROM a\nRUN echo \\\n  b\n");
+            let file = ok(&text);
+            assert_eq!(file.directives.escape, '\\', "{prefix:?}");
+            assert!(continued(&text));
+        }
+        let file = ok("  #SYNTAX = x/y  \n#check=skip=all\nFROM a\n");
+        assert_eq!(file.directives.syntax.as_deref(), Some("x/y"));
+        assert_eq!(file.directives.check.as_deref(), Some("skip=all"));
+        let e = err("# escape=`\n# escape=\\\nFROM a\n");
+        assert_eq!(e.message, "only one escape parser directive can be used");
+        assert_eq!(at(&e), (2, 1));
+        let e = err("# escape=x\nFROM a\n");
+        assert_eq!(e.message, "invalid escape token 'x' does not match ` or \\");
+    }
+
+    #[test]
+    fn env_forms() {
+        assert_eq!(
+            kind("ENV A=1 B=\"two words\" C=three\\ four D=\n"),
+            Kind::Env(pairs(&[
+                ("A", "1"),
+                ("B", "\"two words\""),
+                ("C", "three\\ four"),
+                ("D", ""),
+            ]))
+        );
+        assert_eq!(
+            kind("ENV PATH /usr/bin:$PATH  with spaces\n"),
+            Kind::Env(pairs(&[("PATH", "/usr/bin:$PATH  with spaces")]))
+        );
+        assert_eq!(x("\"two words\"").unwrap(), "two words");
+        assert_eq!(x("three\\ four").unwrap(), "three four");
+        let e = err("FROM a\nENV  ONLYKEY\n");
+        assert_eq!(e.message, "ENV must have two arguments");
+        assert_eq!(at(&e), (2, 6));
+        let e = err("FROM a\nENV A=1 B\n");
+        assert_eq!(
+            e.message,
+            "Syntax error - can't find = in \"B\". Must be of the form: name=value"
+        );
+        assert_eq!(at(&e), (2, 9));
+        assert_eq!(
+            err("FROM a\nENV =x\n").message,
+            "ENV names can not be blank"
+        );
+        assert_eq!(
+            err("FROM a\nENV\n").message,
+            "ENV requires at least one argument"
+        );
+        assert_eq!(err("FROM a\nENV --x=1 A=1\n").message, "unknown flag: --x");
+    }
+
+    #[test]
+    fn label_keeps_quotes_for_expansion() {
+        assert_eq!(
+            kind("LABEL \"com.example.vendor\"=\"ACME Inc\" version=1.0\n"),
+            Kind::Label(pairs(&[
+                ("\"com.example.vendor\"", "\"ACME Inc\""),
+                ("version", "1.0"),
+            ]))
+        );
+        assert_eq!(
+            kind("LABEL description This text\n"),
+            Kind::Label(pairs(&[("description", "This text")]))
+        );
+    }
+
+    #[test]
+    fn args_before_and_inside_stages() {
+        let file =
+            ok("ARG VERSION=1.2 BASE\nFROM base:${VERSION}\nARG VERSION\nARG A=\"x y\" B=\n");
+        assert_eq!(
+            file.args_before_from,
+            vec![
+                Arg {
+                    name: "VERSION".into(),
+                    default: Some("1.2".into()),
+                },
+                Arg {
+                    name: "BASE".into(),
+                    default: None,
+                },
+            ]
+        );
+        assert_eq!(file.stages[0].base, "base:${VERSION}");
+        let kinds: Vec<Kind> = file.stages[0]
+            .instructions
+            .iter()
+            .map(|i| i.kind.clone())
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::Arg(vec![Arg {
+                    name: "VERSION".into(),
+                    default: None,
+                }]),
+                Kind::Arg(vec![
+                    Arg {
+                        name: "A".into(),
+                        default: Some("\"x y\"".into()),
+                    },
+                    Arg {
+                        name: "B".into(),
+                        default: Some(String::new()),
+                    },
+                ]),
+            ]
+        );
+        assert_eq!(
+            err("FROM a\nARG\n").message,
+            "ARG requires at least one argument"
+        );
+        assert_eq!(
+            err("FROM a\nARG =x\n").message,
+            "ARG names can not be blank"
+        );
+    }
+
+    #[test]
+    fn from_forms() {
+        let file = ok("FROM --platform=$BUILDPLATFORM golang:1.22 As Build\nFROM build AS x-y_z.1\nFROM scratch\n");
+        let stage = &file.stages[0];
+        assert_eq!(stage.base, "golang:1.22");
+        assert_eq!(stage.name.as_deref(), Some("build"));
+        assert_eq!(stage.platform.as_deref(), Some("$BUILDPLATFORM"));
+        assert_eq!(file.stages[1].name.as_deref(), Some("x-y_z.1"));
+        assert_eq!(file.stages[2].name, None);
+        assert_eq!(file.stages[2].line, 3);
+        let e = err("FROM a AS 1bad\n");
+        assert_eq!(
+            e.message,
+            "invalid name for build stage: \"1bad\", name can't start with a number or contain symbols"
+        );
+        assert_eq!(at(&e), (1, 11));
+        assert_eq!(
+            err("FROM a b\n").message,
+            "FROM requires either one or three arguments"
+        );
+        assert_eq!(
+            err("FROM\n").message,
+            "FROM requires either one or three arguments"
+        );
+        assert_eq!(err("FROM --plat=x a\n").message, "unknown flag: --plat");
+    }
+
+    #[test]
+    fn stages_and_what_may_precede_them() {
+        let file = ok("FROM a AS one\nRUN x\nFROM b\nRUN y\nRUN z\n");
+        assert_eq!(file.stages.len(), 2);
+        assert_eq!(file.stages[0].instructions.len(), 1);
+        assert_eq!(file.stages[1].instructions.len(), 2);
+        let e = err("# c\nRUN x\nFROM a\n");
+        assert_eq!(e.message, "no build stage in current context");
+        assert_eq!(at(&e), (2, 1));
+        assert_eq!(
+            err("ARG A\n").message,
+            "dockerfile contains no stages to build"
+        );
+        assert_eq!(err("# only\n\n").message, "file with no instructions");
+        assert_eq!(err("").message, "file with no instructions");
+    }
+
+    #[test]
+    fn exec_form_only_for_valid_json_string_arrays() {
+        assert_eq!(kind("CMD [\"a\", \"b\"]\n"), Kind::Cmd(exec(&["a", "b"])));
+        assert_eq!(kind("CMD [\"a\", 'b']\n"), Kind::Cmd(shell("[\"a\", 'b']")));
+        assert_eq!(kind("CMD [\"a\",]\n"), Kind::Cmd(shell("[\"a\",]")));
+        assert_eq!(kind("CMD [ \"a\" ,\"b\" ]\n"), Kind::Cmd(exec(&["a", "b"])));
+        // Like Go's json.Decoder, text after the array is ignored.
+        assert_eq!(kind("CMD [\"a\"] trailing\n"), Kind::Cmd(exec(&["a"])));
+        assert_eq!(kind("ENTRYPOINT []\n"), Kind::Entrypoint(exec(&[])));
+        assert_eq!(kind("CMD\n"), Kind::Cmd(shell("")));
+        assert_eq!(
+            run_parts(kind("RUN [\"echo\", \"\\u00e9\\n\\ud83d\\ude00\\\"\"]\n")).0,
+            exec(&["echo", "é\n😀\""])
+        );
+        let e = err("FROM a\nCMD  [1, \"a\"]\n");
+        assert_eq!(
+            e.message,
+            "when using JSON array syntax, arrays must be comprised of strings only"
+        );
+        assert_eq!(at(&e), (2, 6));
+        assert!(
+            err("FROM a\nRUN [[\"a\"], {\"k\": [true, null, -1.5e3]}]\n")
+                .message
+                .contains("strings only")
+        );
+        // Invalid JSON anywhere makes it shell form, even after a non-string.
+        assert_eq!(kind("CMD [1, 'a']\n"), Kind::Cmd(shell("[1, 'a']")));
+    }
+
+    #[test]
+    fn copy_and_add_flags() {
+        let args = copy(kind(
+            "COPY --from=build --chown=1:1 --chmod=755 --link a b /dst/\n",
+        ));
+        assert_eq!(
+            args,
+            CopyArgs {
+                sources: strings(&["a", "b"]),
+                dest: "/dst/".into(),
+                from: Some("build".into()),
+                chown: Some("1:1".into()),
+                chmod: Some("755".into()),
+                link: true,
+                heredocs: vec![],
+            }
+        );
+        assert!(!copy(kind("COPY --link=false a b\n")).link);
+        assert_eq!(
+            copy(kind("COPY --chown=\"user name\" a b\n"))
+                .chown
+                .as_deref(),
+            Some("user name")
+        );
+        let args = copy(kind("COPY [\"a b\", \"/c d/\"]\n"));
+        assert_eq!(
+            (args.sources, args.dest),
+            (strings(&["a b"]), "/c d/".into())
+        );
+        // Outside JSON, quotes do not group words.
+        assert_eq!(
+            copy(kind("COPY \"a b\" c\n")).sources,
+            strings(&["\"a", "b\""])
+        );
+        let add = copy(kind("ADD --chown=x https://e.com/f.tgz /opt/\n"));
+        assert_eq!(add.sources, strings(&["https://e.com/f.tgz"]));
+        assert_eq!(add.from, None);
+    }
+
+    #[test]
+    fn copy_and_add_errors() {
+        let e = err("FROM a\nCOPY a\n");
+        assert_eq!(
+            e.message,
+            "COPY requires at least two arguments, but only one was provided. Destination could not be determined"
+        );
+        assert_eq!(at(&e), (2, 1));
+        let e = err("FROM a\nCOPY --link --exclude=*.md a b\n");
+        assert_eq!(e.message, "COPY --exclude is not supported by berth-img");
+        assert_eq!(at(&e), (2, 13));
+        let cases = [
+            ("ADD --from=x a b", "unknown flag: --from"),
+            (
+                "COPY --link=maybe a b",
+                "expecting boolean value for flag --link, not: maybe",
+            ),
+            ("COPY --link= a b", "missing a value on flag: --link"),
+            ("COPY --chown a b", "missing a value on flag: --chown"),
+            (
+                "COPY --from=a --from=b x y",
+                "duplicate flag specified: --from",
+            ),
+            (
+                "ADD --checksum=sha256:0 a b",
+                "ADD --checksum is not supported by berth-img",
+            ),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(&format!("FROM a\n{line}\n")).message, message, "{line}");
+        }
+    }
+
+    #[test]
+    fn copy_heredocs() {
+        let text = "FROM a\nCOPY <<EOF /etc/motd\nhello $USER\nEOF\nCOPY <<\"EOF2\" <<-EOF3 /dir/\nliteral $X\nEOF2\n\ttabbed\n\t\tdeeper\n\tEOF3\nRUN true\n";
+        let instructions = ok(text).stages.remove(0).instructions;
+        assert_eq!(instructions.len(), 3);
+        let first = copy(instructions[0].kind.clone());
+        assert_eq!(first.sources, Vec::<String>::new());
+        assert_eq!(first.dest, "/etc/motd");
+        assert_eq!(
+            first.heredocs,
+            vec![Heredoc {
+                name: "EOF".into(),
+                content: "hello $USER\n".into(),
+                expand: true,
+                strip_tabs: false,
+            }]
+        );
+        assert_eq!(
+            instructions[0].original,
+            "COPY <<EOF /etc/motd\nhello $USER\nEOF"
+        );
+        let second = copy(instructions[1].kind.clone());
+        assert_eq!(
+            second.heredocs,
+            vec![
+                Heredoc {
+                    name: "EOF2".into(),
+                    content: "literal $X\n".into(),
+                    expand: false,
+                    strip_tabs: false,
+                },
+                Heredoc {
+                    name: "EOF3".into(),
+                    content: "tabbed\ndeeper\n".into(),
+                    expand: true,
+                    strip_tabs: true,
+                },
+            ]
+        );
+        assert_eq!(instructions[2].line, 11);
+        let vars = [("USER", "me")];
+        assert_eq!(
+            expand_heredoc("hello $USER \"q\" 'x' \\$USER\n", &env(&vars)).unwrap(),
+            "hello me \"q\" 'x' $USER\n"
+        );
+        let e = err("FROM a\nCOPY a <<EOF\nx\nEOF\n");
+        assert_eq!(e.message, "COPY cannot accept a heredoc as a destination");
+        assert_eq!(at(&e), (2, 8));
+    }
+
+    #[test]
+    fn run_heredocs() {
+        let (cmd, _, _, docs) = run_parts(kind("RUN <<EOF\necho hi\necho there\nEOF\n"));
+        assert_eq!(cmd, shell("echo hi\necho there\n"));
+        assert_eq!(docs.len(), 1);
+        let (cmd, _, _, docs) = run_parts(kind("RUN <<-EOF\n\techo hi\n\tEOF\n"));
+        assert_eq!(cmd, shell("echo hi\n"));
+        assert_eq!(docs[0].content, "echo hi\n");
+        // With a command, the shell gets the heredoc as written and feeds it as stdin.
+        let instructions = body("RUN python3 <<EOF\nprint(1)\nEOF\nUSER me\n");
+        assert_eq!(
+            run_parts(instructions[0].kind.clone()).0,
+            shell("python3 <<EOF\nprint(1)\nEOF")
+        );
+        assert_eq!(instructions[1].kind, Kind::User("me".into()));
+        assert_eq!(
+            run_parts(kind("RUN <<EOF bash\necho $0\nEOF\n")).0,
+            shell("<<EOF bash\necho $0\nEOF")
+        );
+        let (cmd, _, _, docs) = run_parts(kind("RUN cat <<A <<-'B'\na\nA\n\tb\n\tB\n"));
+        // BuildKit closes each body with the bare name; `<<-` accepts that too.
+        assert_eq!(cmd, shell("cat <<A <<-'B'\na\nA\n\tb\nB"));
+        assert_eq!(
+            docs.iter()
+                .map(|d| (d.name.as_str(), d.expand))
+                .collect::<Vec<_>>(),
+            vec![("A", true), ("B", false)]
+        );
+        // Not heredocs: JSON form, quoted, or `<<<`.
+        for line in [
+            "RUN [\"cat\", \"<<EOF\"]",
+            "RUN echo \"<<EOF\"",
+            "RUN cat <<< hi",
+        ] {
+            assert_eq!(body(&format!("{line}\nUSER me\n")).len(), 2, "{line}");
+        }
+        let e = err("FROM a\nRUN <<EOF\necho\n");
+        assert_eq!(e.message, "unterminated heredoc");
+        assert_eq!(at(&e), (2, 1));
+    }
+
+    #[test]
+    fn heredoc_words() {
+        let doc = |word: &str| heredoc_word(word).unwrap();
+        let spec = |word: &str| doc(word).map(|d| (d.name, d.expand, d.strip_tabs));
+        assert_eq!(spec("<<EOF"), Some(("EOF".into(), true, false)));
+        assert_eq!(spec("<<'EOF'"), Some(("EOF".into(), false, false)));
+        assert_eq!(spec("<<E\"O\"F"), Some(("EOF".into(), false, false)));
+        assert_eq!(spec("2<<-EOF"), Some(("EOF".into(), true, true)));
+        assert_eq!(spec("<<<x"), None);
+        assert_eq!(spec("a<<b"), None);
+        assert_eq!(spec("<<"), None);
+        assert_eq!(spec("<<\"A B\""), Some(("A B".into(), false, false)));
+    }
+
+    #[test]
+    fn run_flags() {
+        let (cmd, mounts, network, _) = run_parts(kind(
+            "RUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=x --network=none make\n",
+        ));
+        assert_eq!(cmd, shell("make"));
+        assert_eq!(
+            mounts,
+            strings(&["type=cache,target=/root/.cache", "type=secret,id=x"])
+        );
+        assert_eq!(network.as_deref(), Some("none"));
+        // `--` ends the flags.
+        assert_eq!(
+            run_parts(kind("RUN -- --not-a-flag\n")).0,
+            shell("--not-a-flag")
+        );
+        let e = err("FROM a\nRUN --network=bridge x\n");
+        assert_eq!(e.message, "invalid network mode \"bridge\"");
+        assert_eq!(at(&e), (2, 5));
+        assert_eq!(
+            err("FROM a\nRUN --security=insecure x\n").message,
+            "RUN --security is not supported by berth-img"
+        );
+        assert_eq!(
+            err("FROM a\nRUN\n").message,
+            "RUN requires at least one argument"
+        );
+        assert_eq!(err("FROM a\nCMD --x y\n").message, "unknown flag: --x");
+    }
+
+    #[test]
+    fn healthcheck_forms() {
+        assert_eq!(
+            kind("HEALTHCHECK NONE\n"),
+            Kind::Healthcheck(Healthcheck::None)
+        );
+        assert_eq!(
+            kind("HEALTHCHECK --interval=5m --timeout=3s --start-period=1.5s --start-interval=2s --retries=3 CMD curl -f http://localhost/ || exit 1\n"),
+            Kind::Healthcheck(Healthcheck::Cmd {
+                test: shell("curl -f http://localhost/ || exit 1"),
+                interval: Some("5m".into()),
+                timeout: Some("3s".into()),
+                start_period: Some("1.5s".into()),
+                start_interval: Some("2s".into()),
+                retries: Some(3),
+            })
+        );
+        assert_eq!(
+            kind("HEALTHCHECK cmd [\"curl\", \"-f\"]\n"),
+            Kind::Healthcheck(Healthcheck::Cmd {
+                test: exec(&["curl", "-f"]),
+                interval: None,
+                timeout: None,
+                start_period: None,
+                start_interval: None,
+                retries: None,
+            })
+        );
+        let cases = [
+            ("HEALTHCHECK NONE x", "HEALTHCHECK NONE takes no arguments"),
+            ("HEALTHCHECK", "HEALTHCHECK requires at least one argument"),
+            ("HEALTHCHECK CMD", "Missing command after HEALTHCHECK CMD"),
+            (
+                "HEALTHCHECK FOO x",
+                "Unknown type \"FOO\" in HEALTHCHECK (try CMD)",
+            ),
+            (
+                "HEALTHCHECK --interval=abc CMD x",
+                "time: invalid duration \"abc\"",
+            ),
+            (
+                "HEALTHCHECK --interval=5 CMD x",
+                "time: missing unit in duration \"5\"",
+            ),
+            (
+                "HEALTHCHECK --timeout=5y CMD x",
+                "time: unknown unit \"y\" in duration \"5y\"",
+            ),
+            (
+                "HEALTHCHECK --interval=0.5ms CMD x",
+                "Interval \"interval\" cannot be less than 1ms",
+            ),
+            (
+                "HEALTHCHECK --retries=0 CMD x",
+                "--retries must be at least 1 (not 0)",
+            ),
+            (
+                "HEALTHCHECK --retries=x CMD x",
+                "strconv.ParseInt: parsing \"x\": invalid syntax",
+            ),
+            ("HEALTHCHECK --bogus=1 CMD x", "unknown flag: --bogus"),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(&format!("FROM a\n{line}\n")).message, message, "{line}");
+        }
+        assert_eq!(go_duration("1h2m3.5s").unwrap(), 3723.5e9);
+        assert_eq!(go_duration("-1.5us").unwrap(), -1500.0);
+        assert!(go_duration(".s").is_err());
+    }
+
+    #[test]
+    fn shell_requires_json() {
+        assert_eq!(
+            kind("SHELL [\"powershell\", \"-command\"]\n"),
+            Kind::Shell(strings(&["powershell", "-command"]))
+        );
+        let e = err("FROM a\nSHELL powershell -command\n");
+        assert_eq!(e.message, "SHELL requires the arguments to be in JSON form");
+        assert_eq!(at(&e), (2, 1));
+        let e = err("FROM a\nSHELL [\"c:\\windows\\cmd.exe\", \"/S\"]\n");
+        assert!(
+            e.message
+                .starts_with("SHELL requires the arguments to be in JSON form. It looks like"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            err("FROM a\nSHELL []\n").message,
+            "SHELL requires at least one argument"
+        );
+    }
+
+    #[test]
+    fn onbuild_triggers() {
+        let instructions = body("ONBUILD RUN echo hi\nonbuild copy <<EOF /x\nbody\nEOF\n");
+        let Kind::Onbuild(trigger) = &instructions[0].kind else {
+            panic!("{instructions:?}");
+        };
+        assert_eq!(trigger.original, "RUN echo hi");
+        assert_eq!(run_parts(trigger.kind.clone()).0, shell("echo hi"));
+        let Kind::Onbuild(trigger) = &instructions[1].kind else {
+            panic!("{instructions:?}");
+        };
+        assert_eq!(trigger.original, "copy <<EOF /x\nbody\nEOF");
+        assert_eq!(instructions[1].original, "onbuild copy <<EOF /x\nbody\nEOF");
+        assert_eq!(copy(trigger.kind.clone()).heredocs[0].content, "body\n");
+        let cases = [
+            (
+                "ONBUILD ONBUILD RUN x",
+                "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+            ),
+            ("ONBUILD FROM x", "FROM isn't allowed as an ONBUILD trigger"),
+            (
+                "ONBUILD maintainer x",
+                "MAINTAINER isn't allowed as an ONBUILD trigger",
+            ),
+            ("ONBUILD", "ONBUILD requires at least one argument"),
+            ("ONBUILD BOGUS x", "unknown instruction: BOGUS"),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(&format!("FROM a\n{line}\n")).message, message, "{line}");
+        }
+        assert_eq!(at(&err("FROM a\nONBUILD  FROM x\n")), (2, 10));
+    }
+
+    #[test]
+    fn simple_instructions() {
+        assert_eq!(
+            kind("EXPOSE 8080/tcp 80 $PORT\n"),
+            Kind::Expose(strings(&["$PORT", "80", "8080/tcp"]))
+        );
+        assert_eq!(
+            kind("VOLUME [\"/data\", \"/logs\"]\n"),
+            Kind::Volume(strings(&["/data", "/logs"]))
+        );
+        assert_eq!(kind("VOLUME /a /b\n"), Kind::Volume(strings(&["/a", "/b"])));
+        assert_eq!(kind("USER app:app\n"), Kind::User("app:app".into()));
+        // WORKDIR, USER and friends take the rest of the line as one argument.
+        assert_eq!(kind("WORKDIR /a b\n"), Kind::Workdir("/a b".into()));
+        assert_eq!(
+            kind("STOPSIGNAL SIGTERM\n"),
+            Kind::StopSignal("SIGTERM".into())
+        );
+        assert_eq!(
+            kind("MAINTAINER Me <me@x>\n"),
+            Kind::Maintainer("Me <me@x>".into())
+        );
+        let cases = [
+            ("WORKDIR", "WORKDIR requires exactly one argument"),
+            ("USER", "USER requires exactly one argument"),
+            ("EXPOSE", "EXPOSE requires at least one argument"),
+            ("VOLUME []", "VOLUME requires at least one argument"),
+            (
+                "VOLUME [\"\"]",
+                "VOLUME specified can not be an empty string",
+            ),
+            ("STOPSIGNAL", "STOPSIGNAL requires exactly one argument"),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(&format!("FROM a\n{line}\n")).message, message, "{line}");
+        }
+    }
+
+    #[test]
+    fn expand_plain_references() {
+        assert_eq!(x("$A ${A} $UNSET-${UNSET}.").unwrap(), "1 1 -.");
+        assert_eq!(x("a$").unwrap(), "a$");
+        assert_eq!(x("$ A").unwrap(), "$ A");
+        assert_eq!(x("${A}b$A_x").unwrap(), "1b");
+        assert_eq!(x("\\$A \\\\ \\a").unwrap(), "$A \\ a");
+        assert_eq!(
+            x("'$A \\x' \"$A \\\" \\$ \\\\ \\x\"").unwrap(),
+            "$A \\x 1 \" $ \\ \\x"
+        );
+        assert_eq!(x("a\\").unwrap(), "a");
+        let none = |_: &str| None;
+        let vars = [("A", "1")];
+        assert_eq!(expand("`$A \\$A", &env(&vars), '`').unwrap(), "$A \\1");
+        assert_eq!(expand("$$", &none, '\\').unwrap(), "");
+    }
+
+    #[test]
+    fn expand_modifiers() {
+        let cases = [
+            ("${A:-d}", "1"),
+            ("${EMPTY:-d}", "d"),
+            ("${UNSET:-d}", "d"),
+            ("${A-d}", "1"),
+            ("${EMPTY-d}", ""),
+            ("${UNSET-d}", "d"),
+            ("${A:+x}", "x"),
+            ("${EMPTY:+x}", ""),
+            ("${UNSET:+x}", ""),
+            ("${A+x}", "x"),
+            ("${EMPTY+x}", "x"),
+            ("${UNSET+x}", ""),
+            ("${A:?m}", "1"),
+            ("${EMPTY?m}", ""),
+            ("${UNSET:-${A}z}", "1z"),
+            ("${UNSET:-'a b'}", "a b"),
+            ("${UNSET:-\"}\"}", "}"),
+            ("${P#*/}", "b/c"),
+            ("${P##*/}", "c"),
+            ("${P%/*}", "a/b"),
+            ("${P%%/*}", "a"),
+            ("${P#x}", "a/b/c"),
+            ("${P%?}", "a/b/"),
+            ("${F/o/0}", "f0o"),
+            ("${F//o/0}", "f00"),
+            ("${F//o*/X}", "fX"),
+            ("${F/\\//x}", "foo"),
+            ("${UNSET/a/b}", ""),
+        ];
+        for (word, want) in cases {
+            assert_eq!(x(word).as_deref(), Ok(want), "{word}");
+        }
+    }
+
+    #[test]
+    fn expand_errors() {
+        let cases = [
+            ("${UNSET:?must be set}", "UNSET: must be set"),
+            ("${UNSET?}", "UNSET: is not allowed to be unset"),
+            ("${EMPTY:?}", "EMPTY: is not allowed to be empty"),
+            ("${A", "syntax error: missing '}'"),
+            ("${A:-x", "syntax error: missing '}'"),
+            ("${", "syntax error: missing '}'"),
+            ("${}", "syntax error: bad substitution"),
+            ("${:a}", "syntax error: bad substitution"),
+            ("${A:=x}", "unsupported modifier (:=) in substitution"),
+            ("${A:#x}", "unsupported modifier (:#) in substitution"),
+            ("${A^}", "unsupported modifier (^) in substitution"),
+            ("${A/x", "syntax error: missing '/' in ${}"),
+            (
+                "${P#\\x}",
+                "invalid pattern (\\x) in substitution: invalid escape '\\x'",
+            ),
+            (
+                "'abc",
+                "unexpected end of statement while looking for matching single-quote",
+            ),
+            (
+                "\"abc",
+                "unexpected end of statement while looking for matching double-quote",
+            ),
+        ];
+        for (word, message) in cases {
+            assert_eq!(
+                x(word),
+                Err(format!("failed to process {word:?}: {message}")),
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
+    fn expand_words_splits_outside_quotes() {
+        let vars = [("V", "d  e"), ("E", "")];
+        let words = expand_words("a \"b c\" $V x$E 'f g'h \"\"", &env(&vars), '\\').unwrap();
+        assert_eq!(words, strings(&["a", "b c", "d", "e", "x", "f gh"]));
+        assert_eq!(
+            expand_words("80/tcp\\ 1", &env(&vars), '\\').unwrap(),
+            strings(&["80/tcp 1"])
+        );
+    }
 }

@@ -131,7 +131,9 @@ impl DockerIgnore {
         excluded
     }
 
-    /// true when some exception (!pattern) could re-include something below this excluded directory, so the walker must still descend
+    /// True when some exception (`!pattern`) could re-include something below this
+    /// excluded directory, so the walker must still descend into it. Like BuildKit's
+    /// walker this is coarse: any exception with a wildcard answers yes everywhere.
     pub fn must_descend(&self, rel_dir: &str) -> bool {
         if !self.has_exceptions {
             return false;
@@ -365,4 +367,194 @@ fn tokens_match(tokens: &[Token], text: &[char]) -> bool {
         after = here;
     }
     after[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ignore(text: &str) -> DockerIgnore {
+        DockerIgnore::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Asserts which of `paths` are excluded (`true`) under `text`.
+    fn check(text: &str, cases: &[(&str, bool)]) {
+        let ignore = ignore(text);
+        for (path, excluded) in cases {
+            assert_eq!(ignore.is_excluded(path), *excluded, "{text:?} on {path:?}");
+        }
+    }
+
+    #[test]
+    fn star_stays_within_a_directory() {
+        check(
+            "*.md",
+            &[
+                ("README.md", true),
+                ("docs/README.md", false),
+                ("md", false),
+            ],
+        );
+        check(
+            "docs/*.txt",
+            &[("docs/a.txt", true), ("docs/x/a.txt", false)],
+        );
+    }
+
+    #[test]
+    fn double_star_spans_directories() {
+        check(
+            "**/*.md",
+            &[("x.md", true), ("a/b/x.md", true), ("a/b/x.mdx", false)],
+        );
+        check(
+            "a/**/b",
+            &[
+                ("a/b", true),
+                ("a/x/y/b", true),
+                ("ab", false),
+                ("a/b/c", true),
+            ],
+        );
+        check("a/**", &[("a", false), ("a/b", true), ("a/b/c", true)]);
+        check("**", &[("a", true), ("a/b", true)]);
+        check("**/foo", &[("foo", true), ("x/foo", true), ("xfoo", false)]);
+        // A plain `**x` is a suffix comparison in patternmatcher.
+        check("**foo", &[("xfoo", true), ("a/foo", true), ("foox", false)]);
+        check("a**", &[("abc/d", true), ("b", false)]);
+    }
+
+    #[test]
+    fn question_mark_and_classes() {
+        check(
+            "a?c",
+            &[
+                ("abc", true),
+                ("a/c", false),
+                ("abbc", false),
+                ("ac", false),
+            ],
+        );
+        check("[a-c]x", &[("bx", true), ("dx", false)]);
+        check("[^a]x", &[("bx", true), ("ax", false)]);
+        // As in patternmatcher, `!` does not negate a class and a class may match `/`.
+        check("[!a]x", &[("!x", true), ("ax", true), ("bx", false)]);
+        check("a[/]b", &[("a/b", true)]);
+        check("[\\]]", &[("]", true), ("\\", false)]);
+    }
+
+    #[test]
+    fn escapes_make_characters_literal() {
+        check("\\*", &[("*", true), ("a", false)]);
+        check("a\\?b", &[("a?b", true), ("axb", false)]);
+        check("a.b+c(d)", &[("a.b+c(d)", true), ("axb+c(d)", false)]);
+    }
+
+    #[test]
+    fn directory_pattern_excludes_everything_below() {
+        check(
+            "node_modules\n/build/\n",
+            &[
+                ("node_modules", true),
+                ("node_modules/x/y", true),
+                ("src/node_modules", false),
+                ("build/out.o", true),
+                ("./build/out.o", true),
+                ("/build", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn exceptions_and_order() {
+        check(
+            "*.md\n!README.md",
+            &[("README.md", false), ("other.md", true)],
+        );
+        check("!README.md\n*.md", &[("README.md", true)]);
+        check(
+            "a\n!a/b",
+            &[("a", true), ("a/b", false), ("a/b/c", false), ("a/c", true)],
+        );
+        check(
+            "foo/bar\n!foo",
+            &[("foo", false), ("foo/bar", true), ("foo/bar/baz", true)],
+        );
+        check("*\n!Dockerfile", &[("Dockerfile", false), ("src", true)]);
+        // patternmatcher skips `docs/private` while matching `docs/private` itself (it
+        // is already excluded), so children do not inherit it and the exception
+        // re-includes them: BuildKit sends docs/private/p.md.
+        check(
+            "docs\n!docs/**/*.md\ndocs/private",
+            &[
+                ("docs/a.txt", true),
+                ("docs/x/a.md", false),
+                ("docs/private", true),
+                ("docs/private/p.txt", true),
+                ("docs/private/p.md", false),
+            ],
+        );
+    }
+
+    #[test]
+    fn reading_rules() {
+        check(
+            "# comment\n\n   \n # not a comment\n  spaced  \n/abs/../rooted\r\n!  kept/./x \n",
+            &[
+                ("comment", false),
+                ("# not a comment", true),
+                ("spaced", true),
+                ("rooted", true),
+                ("kept/x", false),
+            ],
+        );
+        check("\u{feff}bom", &[("bom", true)]);
+        assert!(!ignore("*").is_excluded(""));
+        assert!(!ignore("*").is_excluded("."));
+    }
+
+    #[test]
+    fn malformed_patterns() {
+        for pattern in [
+            "[", "[]", "[a-]", "[-a]", "[^]", "a\\", "[z-a]", "!", "! ", "!/",
+        ] {
+            assert!(DockerIgnore::parse(pattern).is_err(), "{pattern:?}");
+        }
+        assert_eq!(
+            DockerIgnore::parse("!").unwrap_err(),
+            "illegal exclusion pattern: \"!\""
+        );
+    }
+
+    #[test]
+    fn must_descend_only_where_an_exception_can_reach() {
+        let plain = ignore("docs\nvendor");
+        assert!(!plain.must_descend("docs"));
+        let prefix = ignore("docs\nvendor\n!docs/keep.txt\n!vendor/mod/**");
+        assert!(prefix.must_descend("docs"));
+        assert!(prefix.must_descend("vendor"));
+        assert!(prefix.must_descend("vendor/mod"));
+        assert!(!prefix.must_descend("vendor/other"));
+        assert!(!prefix.must_descend("doc"));
+        assert!(!prefix.must_descend("src"));
+        // Any wildcard in an exception can reach anywhere.
+        let glob = ignore("src\nother\n!src/**/*.go");
+        assert!(glob.must_descend("other"));
+    }
+
+    #[test]
+    fn clean_matches_go() {
+        let cases = [
+            ("", "."),
+            ("a//b/./c/", "a/b/c"),
+            ("a/../..", ".."),
+            ("../a/..", ".."),
+            ("/../a", "/a"),
+            ("/", "/"),
+            ("./", "."),
+        ];
+        for (path, want) in cases {
+            assert_eq!(clean(path), want, "{path:?}");
+        }
+    }
 }

@@ -1,0 +1,1278 @@
+//! `build`: Dockerfiles into images without a daemon.
+//!
+//! Each stage is a list of layers plus an image config. Steps that change
+//! files (RUN, COPY, ADD) mount the stage as an overlay — the store's layer
+//! directories as lowers, a fresh upper mounted with `redirect_dir=off,
+//! metacopy=off` so it holds a plain diff — act on it (RUN through `berth`),
+//! and turn the upper directory into the next layer ([`diff`]). Every other
+//! instruction only edits the config. A step whose parent state,
+//! instruction, arguments and (for COPY/ADD) source content are unchanged
+//! reuses the layer it made last time ([`cache`]).
+//!
+//! The whole build runs in a private mount namespace: if it is killed, the
+//! kernel drops its mounts, and the store only ever gains complete,
+//! verified blobs.
+
+pub mod copy;
+pub mod diff;
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod run;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::bundle::{self, Network};
+use crate::digest::Digest;
+use crate::error::{Context, Error, Result};
+use crate::image::{
+    media, Compression, Descriptor, History, ImageConfig, Platform, RootFs, RunConfig,
+};
+use crate::import::{created_time, store_image, store_layer_with};
+use crate::overlay::{self, Overlay};
+use crate::progress::Progress;
+use crate::pull::{self, unpack_blob};
+use crate::reference::Reference;
+use crate::store::{remove_tree, unique_name, ImageRecord, Store};
+use crate::users;
+use dockerfile::{Command, CopyArgs, Dockerfile, Instruction, Kind};
+
+/// Build arguments docker accepts without an ARG declaration.
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+pub struct BuildOptions {
+    pub context: PathBuf,
+    /// Defaults to CONTEXT/Dockerfile.
+    pub dockerfile: Option<PathBuf>,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub platform: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub network: Network,
+    pub runtime: Option<PathBuf>,
+    pub compression: Compression,
+    pub quiet: bool,
+}
+
+/// One stage as it is being built.
+#[derive(Clone)]
+struct State {
+    layers: Vec<(Descriptor, Digest)>,
+    config: ImageConfig,
+    args: BTreeMap<String, String>,
+    shell: Vec<String>,
+    /// CMD came from the base image (ENTRYPOINT then resets it).
+    cmd_inherited: bool,
+}
+
+impl State {
+    fn scratch() -> State {
+        let p = Platform::host();
+        State {
+            layers: Vec::new(),
+            config: ImageConfig {
+                architecture: p.architecture,
+                os: p.os,
+                variant: p.variant,
+                rootfs: RootFs {
+                    kind: "layers".into(),
+                    diff_ids: Vec::new(),
+                },
+                ..Default::default()
+            },
+            args: BTreeMap::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            cmd_inherited: false,
+        }
+    }
+
+    /// What a cache key builds on: the layers and the run config.
+    fn id(&self) -> Digest {
+        let v = json!({ "layers": self.config.rootfs.diff_ids, "config": self.config.config });
+        Digest::sha256_of(&serde_json::to_vec(&v).expect("state serializes"))
+    }
+
+    fn env(&self) -> Vec<String> {
+        self.config.config.env.clone().unwrap_or_default()
+    }
+
+    fn env_get(&self, name: &str) -> Option<String> {
+        self.env().iter().find_map(|e| {
+            let (k, v) = e.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+
+    fn set_env(&mut self, k: &str, v: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let kv = format!("{k}={v}");
+        match env.iter_mut().find(|e| e.split('=').next() == Some(k)) {
+            Some(slot) => *slot = kv,
+            None => env.push(kv),
+        }
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    fn history(&mut self, created_by: &str, empty_layer: bool) {
+        self.config.history.push(History {
+            created: Some(created_time()),
+            created_by: Some(created_by.to_string()),
+            comment: Some("berth-img build".into()),
+            empty_layer,
+            ..Default::default()
+        });
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CacheEntry {
+    layer: Descriptor,
+    diff_id: Digest,
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    df: Dockerfile,
+    context: PathBuf,
+    ignore: Option<dockerignore::DockerIgnore>,
+    runtime: PathBuf,
+    global_args: BTreeMap<String, String>,
+    consumed: BTreeSet<String>,
+    built: Vec<Option<State>>,
+    step: usize,
+    work: PathBuf,
+}
+
+/// Joins `p` onto the working directory unless it is absolute, keeping a
+/// trailing slash (it means "directory").
+fn join_workdir(workdir: &str, p: &str) -> String {
+    if p.starts_with('/') {
+        return p.to_string();
+    }
+    let base = workdir.trim_end_matches('/');
+    format!("{base}/{p}")
+}
+
+fn exec_form(shell: &[String], c: &Command) -> Vec<String> {
+    match c {
+        Command::Exec(v) => v.clone(),
+        Command::Shell(s) => {
+            let mut v = shell.to_vec();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// Go duration strings ("1m30s", "500ms") as nanoseconds.
+fn go_duration(s: &str) -> Result<i64> {
+    let bad = || Error::invalid("duration", format!("{s:?}"));
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(total as i64)
+}
+
+/// A mounted stage rootfs; unmounted on drop.
+struct Mounted {
+    dir: PathBuf,
+}
+
+impl Mounted {
+    fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+    fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let merged = self.merged();
+        if overlay::unmount(&merged).is_err() {
+            let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+        }
+        remove_tree(&self.dir);
+    }
+}
+
+/// Moves this process into a mount namespace of its own, with nothing
+/// propagating back, so that a killed build leaves no mounts behind. Must
+/// run before any thread is started.
+fn private_mount_namespace() -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context(|| "unshare mount namespace".into())?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context(|| "make / private".into())
+}
+
+/// Runs the build and stores the image under every tag.
+pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<String>)> {
+    private_mount_namespace()?;
+    let context = fs::canonicalize(&opts.context)
+        .map_err(|e| Error::Path(opts.context.clone(), format!("build context: {e}")))?;
+    let df_path = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    let text =
+        fs::read_to_string(&df_path).map_err(|e| Error::Path(df_path.clone(), e.to_string()))?;
+    let df = dockerfile::parse(&text).map_err(|e| Error::Other(e.to_string()))?;
+    if let Some(p) = &opts.platform {
+        let want = Platform::parse(p)?;
+        if !Platform::host().matches(&want) {
+            return Err(Error::invalid(
+                "--platform",
+                format!(
+                    "{p}: only the host platform {} can be built here",
+                    Platform::host()
+                ),
+            ));
+        }
+    }
+    // A Dockerfile-specific ignore file wins over the context's.
+    let ignore_file = [
+        df_path.with_file_name(format!(
+            "{}.dockerignore",
+            df_path.file_name().unwrap_or_default().to_string_lossy()
+        )),
+        context.join(".dockerignore"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    let ignore = match ignore_file {
+        Some(p) => Some(
+            dockerignore::DockerIgnore::parse(
+                &fs::read_to_string(&p).map_err(|e| Error::Path(p.clone(), e.to_string()))?,
+            )
+            .map_err(|e| Error::Path(p.clone(), e))?,
+        ),
+        None => None,
+    };
+    let work = store.tmp_dir().join(unique_name("build-"));
+    fs::create_dir_all(&work).context(|| format!("create {}", work.display()))?;
+    let stages = df.stages.len();
+    let mut b = Builder {
+        store,
+        opts,
+        df,
+        context,
+        ignore,
+        runtime: run::find_runtime(opts.runtime.as_deref())?,
+        global_args: BTreeMap::new(),
+        consumed: BTreeSet::new(),
+        built: vec![None; stages],
+        step: 0,
+        work: work.clone(),
+    };
+    let result = b.run();
+    remove_tree(&work);
+    result
+}
+
+fn platform_args() -> BTreeMap<String, String> {
+    let p = Platform::host();
+    let mut m = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        m.insert(format!("{prefix}PLATFORM"), p.to_string());
+        m.insert(format!("{prefix}OS"), p.os.clone());
+        m.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        m.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
+    }
+    m
+}
+
+impl Builder<'_> {
+    fn say(&self, msg: &str) {
+        if !self.opts.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    fn escape(&self) -> char {
+        self.df.directives.escape
+    }
+
+    fn expand(&self, state: &State, word: &str, line: usize) -> Result<String> {
+        let vars = |name: &str| {
+            state
+                .env_get(name)
+                .or_else(|| state.args.get(name).cloned())
+        };
+        dockerfile::expand(word, &vars, self.escape())
+            .map_err(|e| Error::Other(format!("Dockerfile:{line}: {e}")))
+    }
+
+    fn run(&mut self) -> Result<(ImageRecord, Vec<String>)> {
+        let autos = platform_args();
+        for a in self.df.args_before_from.clone() {
+            let value = match self.opts.build_args.get(&a.name) {
+                Some(v) => {
+                    self.consumed.insert(a.name.clone());
+                    Some(v.clone())
+                }
+                None => match &a.default {
+                    Some(d) => {
+                        let vars = |n: &str| {
+                            self.global_args
+                                .get(n)
+                                .cloned()
+                                .or_else(|| autos.get(n).cloned())
+                        };
+                        Some(
+                            dockerfile::expand(d, &vars, self.escape())
+                                .map_err(|e| Error::Other(format!("ARG {}: {e}", a.name)))?,
+                        )
+                    }
+                    None => autos.get(&a.name).cloned(),
+                },
+            };
+            if let Some(v) = value {
+                self.global_args.insert(a.name, v);
+            }
+        }
+        let target = match &self.opts.target {
+            Some(t) => self
+                .df
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
+                .ok_or_else(|| Error::invalid("--target", format!("no stage named {t:?}")))?,
+            None => self.df.stages.len() - 1,
+        };
+        let state = self.build_stage(target)?;
+        let unused: Vec<&String> = self
+            .opts
+            .build_args
+            .keys()
+            .filter(|k| !self.consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            self.say(&format!(
+                "[Warning] One or more build-args {unused:?} were not consumed"
+            ));
+        }
+        self.finish(state)
+    }
+
+    /// The stage a FROM or --from word names, if it names one before `before`.
+    fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        if let Ok(i) = name.parse::<usize>() {
+            return (i < before).then_some(i);
+        }
+        let lower = name.to_ascii_lowercase();
+        self.df.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    fn build_stage(&mut self, i: usize) -> Result<State> {
+        if let Some(s) = &self.built[i] {
+            return Ok(s.clone());
+        }
+        let stage = self.df.stages[i].clone();
+        let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let vars = |n: &str| self.global_args.get(n).cloned();
+        let base = dockerfile::expand(&stage.base, &vars, self.escape())
+            .map_err(|e| Error::Other(format!("Dockerfile:{}: FROM: {e}", stage.line)))?;
+        let mut state = if base == "scratch" {
+            State::scratch()
+        } else if let Some(j) = self.stage_index(&base, i) {
+            let mut s = self.build_stage(j)?;
+            s.args.clear();
+            s
+        } else {
+            self.image_state(&base, stage.platform.as_deref(), stage.line)?
+        };
+        state.cmd_inherited = state.config.config.cmd.is_some();
+        self.step += 1;
+        self.say(&format!("#{} [{label}] FROM {base}", self.step));
+
+        // ONBUILD triggers of the base run first, then are dropped.
+        let triggers: Vec<String> = state
+            .config
+            .config
+            .extra
+            .remove("OnBuild")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        for t in triggers {
+            let parsed = dockerfile::parse(&format!("FROM scratch\n{t}\n"))
+                .map_err(|e| Error::Other(format!("ONBUILD trigger {t:?} of {base}: {e}")))?;
+            for ins in &parsed.stages[0].instructions {
+                self.instruction(i, &label, &mut state, ins)?;
+            }
+        }
+        for ins in &stage.instructions {
+            self.instruction(i, &label, &mut state, ins)?;
+        }
+        self.built[i] = Some(state.clone());
+        Ok(state)
+    }
+
+    fn image_state(&mut self, name: &str, platform: Option<&str>, line: usize) -> Result<State> {
+        let r: Reference = name
+            .parse()
+            .map_err(|e| Error::Other(format!("Dockerfile:{line}: FROM {name}: {e}")))?;
+        let platform = match platform {
+            Some(p) => {
+                let vars = |n: &str| {
+                    self.global_args
+                        .get(n)
+                        .cloned()
+                        .or_else(|| platform_args().get(n).cloned())
+                };
+                Platform::parse(
+                    &dockerfile::expand(p, &vars, self.escape()).map_err(Error::Other)?,
+                )?
+            }
+            None => Platform::host(),
+        };
+        let record = match self.store.image(&r.to_string())? {
+            Some(rec) => rec,
+            None => pull::pull(
+                self.store,
+                &r,
+                &pull::PullOptions {
+                    platform,
+                    plain_http: false,
+                    progress: Progress::new(self.opts.quiet),
+                },
+            )?,
+        };
+        let (manifest, config) = self.store.load(&record)?;
+        let layers = manifest
+            .layers
+            .into_iter()
+            .zip(config.rootfs.diff_ids.iter().cloned())
+            .collect();
+        let shell = config
+            .config
+            .extra
+            .get("Shell")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        Ok(State {
+            layers,
+            config,
+            args: BTreeMap::new(),
+            shell,
+            cmd_inherited: false,
+        })
+    }
+
+    /// Mounts `state`'s rootfs with a fresh upper directory.
+    fn mount(&self, state: &State) -> Result<Mounted> {
+        let dir = self.work.join(unique_name("step-"));
+        let m = Mounted { dir: dir.clone() };
+        for d in ["upper", "work", "merged", "empty"] {
+            fs::create_dir_all(dir.join(d))
+                .context(|| format!("create {}", dir.join(d).display()))?;
+        }
+        for (desc, diff_id) in &state.layers {
+            if !self.store.has_layer(diff_id) {
+                unpack_blob(self.store, desc, diff_id)?;
+            }
+        }
+        let mut lowers: Vec<PathBuf> = state
+            .layers
+            .iter()
+            .rev()
+            .map(|(_, d)| self.store.layer_dir(d))
+            .collect();
+        if lowers.is_empty() {
+            lowers.push(dir.join("empty"));
+        }
+        Overlay {
+            lowers,
+            upper: &dir.join("upper"),
+            work: &dir.join("work"),
+            // A plain diff in the upper dir: no redirects or metadata-only
+            // copies that a layer tar cannot express.
+            options: vec![
+                ("redirect_dir", "off"),
+                ("metacopy", "off"),
+                ("index", "off"),
+            ],
+        }
+        .mount(&m.merged())?;
+        Ok(m)
+    }
+
+    fn cache_path(&self, key: &Digest) -> PathBuf {
+        self.store
+            .root()
+            .join("build-cache")
+            .join(format!("{}.json", key.hex()))
+    }
+
+    fn cached(&self, key: &Digest) -> Option<(Descriptor, Digest)> {
+        if self.opts.no_cache {
+            return None;
+        }
+        let e: CacheEntry = serde_json::from_slice(&fs::read(self.cache_path(key)).ok()?).ok()?;
+        self.store
+            .has_blob(&e.layer.digest)
+            .then_some((e.layer, e.diff_id))
+    }
+
+    fn remember(&self, key: &Digest, layer: &Descriptor, diff_id: &Digest) -> Result<()> {
+        let p = self.cache_path(key);
+        fs::create_dir_all(p.parent().unwrap()).context(|| format!("create {}", p.display()))?;
+        let e = CacheEntry {
+            layer: layer.clone(),
+            diff_id: diff_id.clone(),
+        };
+        crate::store::atomic_write(&p, &serde_json::to_vec(&e).expect("cache entry serializes"))
+    }
+
+    /// Turns the upper dir of a finished step into a stored layer.
+    fn commit(&self, m: &Mounted, exclude: HashSet<PathBuf>) -> Result<(Descriptor, Digest)> {
+        let tar_path = self.work.join(unique_name("layer-")).with_extension("tar");
+        {
+            let f =
+                fs::File::create(&tar_path).context(|| format!("create {}", tar_path.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            diff::write_layer(
+                &m.upper(),
+                &mut w,
+                &diff::DiffOptions {
+                    exclude,
+                    epoch: diff::source_date_epoch(),
+                },
+            )
+            .context(|| format!("diff {}", m.upper().display()))?;
+            w.flush()
+                .context(|| format!("write {}", tar_path.display()))?;
+        }
+        let f = fs::File::open(&tar_path).context(|| format!("open {}", tar_path.display()))?;
+        let (desc, diff_id) = store_layer_with(
+            self.store,
+            std::io::BufReader::new(f),
+            self.opts.compression,
+        )?;
+        let _ = fs::remove_file(&tar_path);
+        if !self.store.has_layer(&diff_id) {
+            unpack_blob(self.store, &desc, &diff_id)?;
+        }
+        Ok((desc, diff_id))
+    }
+
+    /// The env a RUN step sees: ARGs, overridden by ENV.
+    fn run_env(&self, state: &State) -> Vec<String> {
+        let mut env = state.env();
+        for (k, v) in state.args.iter().chain(
+            self.opts
+                .build_args
+                .iter()
+                .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str())),
+        ) {
+            if !env.iter().any(|e| e.split('=').next() == Some(k)) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env
+    }
+
+    fn instruction(
+        &mut self,
+        stage: usize,
+        label: &str,
+        state: &mut State,
+        ins: &Instruction,
+    ) -> Result<()> {
+        self.step += 1;
+        let line = ins.line;
+        self.say(&format!(
+            "#{} [{label}] {}",
+            self.step,
+            ins.original.lines().next().unwrap_or("")
+        ));
+        let rc = &mut state.config.config;
+        match &ins.kind {
+            Kind::Run {
+                cmd,
+                mounts,
+                network,
+                heredocs: _,
+            } => return self.run_step(state, ins, cmd, mounts, network.as_deref()),
+            Kind::Copy(c) => return self.copy_step(stage, state, ins, c, false),
+            Kind::Add(c) => return self.copy_step(stage, state, ins, c, true),
+            Kind::Cmd(c) => {
+                rc.cmd = Some(exec_form(&state.shell, c));
+                state.cmd_inherited = false;
+            }
+            Kind::Entrypoint(c) => {
+                rc.entrypoint = Some(exec_form(&state.shell, c));
+                if state.cmd_inherited {
+                    rc.cmd = None;
+                    state.cmd_inherited = false;
+                }
+            }
+            Kind::Env(pairs) => {
+                let expanded: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((self.expand(state, k, line)?, self.expand(state, v, line)?)))
+                    .collect::<Result<_>>()?;
+                for (k, v) in expanded {
+                    state.set_env(&k, &v);
+                }
+            }
+            Kind::Arg(args) => {
+                for a in args {
+                    let value = if let Some(v) = self.opts.build_args.get(&a.name) {
+                        self.consumed.insert(a.name.clone());
+                        Some(v.clone())
+                    } else if let Some(d) = &a.default {
+                        Some(self.expand(state, d, line)?)
+                    } else {
+                        self.global_args
+                            .get(&a.name)
+                            .cloned()
+                            .or_else(|| platform_args().get(&a.name).cloned())
+                    };
+                    if let Some(v) = value {
+                        state.args.insert(a.name.clone(), v);
+                    }
+                }
+            }
+            Kind::Label(pairs) => {
+                for (k, v) in pairs {
+                    let (k, v) = (self.expand(state, k, line)?, self.expand(state, v, line)?);
+                    state
+                        .config
+                        .config
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(k, v);
+                }
+            }
+            Kind::Expose(ports) => {
+                for p in ports {
+                    let vars = |name: &str| {
+                        state
+                            .env_get(name)
+                            .or_else(|| state.args.get(name).cloned())
+                    };
+                    for w in dockerfile::expand_words(p, &vars, self.escape())
+                        .map_err(|e| Error::Other(format!("Dockerfile:{line}: {e}")))?
+                    {
+                        let w = if w.contains('/') {
+                            w
+                        } else {
+                            format!("{w}/tcp")
+                        };
+                        state
+                            .config
+                            .config
+                            .exposed_ports
+                            .get_or_insert_with(BTreeMap::new)
+                            .insert(w, json!({}));
+                    }
+                }
+            }
+            Kind::Workdir(w) => {
+                let w = self.expand(state, w, line)?;
+                let joined = join_workdir(&state.workdir(), &w);
+                let clean = format!("/{}", crate::inroot::clean(Path::new(&joined)).display());
+                state.config.config.working_dir = Some(clean);
+            }
+            Kind::User(u) => {
+                let u = self.expand(state, u, line)?;
+                state.config.config.user = Some(u);
+            }
+            Kind::Volume(vs) => {
+                for v in vs {
+                    let v = self.expand(state, v, line)?;
+                    state
+                        .config
+                        .config
+                        .volumes
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(v, json!({}));
+                }
+            }
+            Kind::StopSignal(s) => {
+                let s = self.expand(state, s, line)?;
+                state.config.config.stop_signal = Some(s);
+            }
+            Kind::Healthcheck(h) => {
+                let v = match h {
+                    dockerfile::Healthcheck::None => json!({ "Test": ["NONE"] }),
+                    dockerfile::Healthcheck::Cmd {
+                        test,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => {
+                        let test = match test {
+                            Command::Exec(v) => std::iter::once("CMD".to_string())
+                                .chain(v.iter().cloned())
+                                .collect::<Vec<_>>(),
+                            Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+                        };
+                        let mut o = json!({ "Test": test });
+                        for (k, d) in [
+                            ("Interval", interval),
+                            ("Timeout", timeout),
+                            ("StartPeriod", start_period),
+                            ("StartInterval", start_interval),
+                        ] {
+                            if let Some(d) = d {
+                                o[k] = json!(go_duration(d)?);
+                            }
+                        }
+                        if let Some(r) = retries {
+                            o["Retries"] = json!(r);
+                        }
+                        o
+                    }
+                };
+                state.config.config.extra.insert("Healthcheck".into(), v);
+            }
+            Kind::Shell(s) => {
+                state.shell = s.clone();
+                state.config.config.extra.insert("Shell".into(), json!(s));
+            }
+            Kind::Onbuild(inner) => {
+                let list = state
+                    .config
+                    .config
+                    .extra
+                    .entry("OnBuild")
+                    .or_insert_with(|| json!([]));
+                if let Value::Array(a) = list {
+                    a.push(json!(inner.original));
+                }
+            }
+            Kind::Maintainer(m) => {
+                let m = self.expand(state, m, line)?;
+                state.config.author = Some(m);
+            }
+        }
+        state.history(&ins.original, true);
+        Ok(())
+    }
+
+    fn run_step(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        cmd: &Command,
+        mounts: &[String],
+        network: Option<&str>,
+    ) -> Result<()> {
+        let net = match network.unwrap_or("default") {
+            "default" => self.opts.network,
+            "host" => Network::Host,
+            "none" => Network::None,
+            other => {
+                return Err(Error::Other(format!(
+                    "Dockerfile:{}: RUN --network={other}: want default, host or none",
+                    ins.line
+                )))
+            }
+        };
+        let env = self.run_env(state);
+        let args_used: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = Digest::sha256_of(
+            &serde_json::to_vec(&json!([
+                "RUN",
+                state.id(),
+                ins.original,
+                args_used,
+                state.shell,
+                format!("{net:?}"),
+                mounts
+            ]))
+            .unwrap(),
+        );
+        if let Some((desc, diff_id)) = self.cached(&key) {
+            self.say(&format!("#{} CACHED", self.step));
+            return self.add_layer(state, ins, desc, diff_id);
+        }
+        let m = self.mount(state)?;
+        let merged = m.merged();
+        let run_dir = self.work.join(unique_name("run-"));
+        fs::create_dir_all(&run_dir).context(|| format!("create {}", run_dir.display()))?;
+
+        // A heredoc script that names its interpreter runs as a file.
+        let mut extra_mounts: Vec<Value> = Vec::new();
+        let mut args = exec_form(&state.shell, cmd);
+        if let Command::Shell(body) = cmd {
+            if body.starts_with("#!")
+                && ins.original.trim_start()[3..]
+                    .trim_start()
+                    .starts_with("<<")
+            {
+                let script = run_dir.join("script");
+                fs::write(&script, body).context(|| format!("write {}", script.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+                    .context(|| format!("chmod {}", script.display()))?;
+                extra_mounts.push(json!({"destination": "/dev/.berth-img-script", "type": "bind", "source": script, "options": ["bind", "ro"]}));
+                args = vec!["/dev/.berth-img-script".into()];
+            }
+        }
+        for spec in mounts {
+            extra_mounts.push(self.run_mount(state, spec, ins.line)?);
+        }
+
+        // Mount points the runtime creates that the image lacks stay out of
+        // the layer.
+        let stub_candidates = [
+            "proc",
+            "sys",
+            "dev",
+            "etc/hosts",
+            "etc/hostname",
+            "etc/resolv.conf",
+        ];
+        let mut exclude: HashSet<PathBuf> = stub_candidates
+            .iter()
+            .filter(|p| fs::symlink_metadata(merged.join(p)).is_err())
+            .map(PathBuf::from)
+            .collect();
+        for mnt in &extra_mounts {
+            let dest = mnt["destination"].as_str().unwrap_or("");
+            let rel = crate::inroot::clean(Path::new(dest));
+            if fs::symlink_metadata(merged.join(&rel)).is_err() && !rel.starts_with("dev") {
+                exclude.insert(rel);
+            }
+        }
+        let etc_missing = fs::symlink_metadata(merged.join("etc")).is_err();
+
+        let image = ImageConfig {
+            config: RunConfig {
+                entrypoint: None,
+                cmd: None,
+                ..state.config.config.clone()
+            },
+            ..state.config.clone()
+        };
+        let opts = bundle::Options {
+            env: env.clone(),
+            network: net,
+            entrypoint: Some(String::new()),
+            args: args.clone(),
+            ..Default::default()
+        };
+        let etc = bundle::write_etc_files(&run_dir, "buildkitsandbox", net)?;
+        let mut spec = bundle::spec(&image, &opts, &merged, "buildkitsandbox", &etc, "build")?;
+        spec["root"]["path"] = json!(merged);
+        // The build's env exactly (bundle::spec adds HOSTNAME and HOME as
+        // docker run does; RUN gets HOME only).
+        spec["process"]["env"] = json!(env_with_home(&env, &spec));
+        if let Some(list) = spec["mounts"].as_array_mut() {
+            list.extend(extra_mounts);
+        }
+        crate::store::atomic_write(
+            &run_dir.join("config.json"),
+            &serde_json::to_vec_pretty(&spec).unwrap(),
+        )?;
+        let id = unique_name("berth-img-build-");
+        let state_root = self.store.root().join("build-runtime");
+        let code = run::run_bundle(&self.runtime, &state_root, &run_dir, &id)?;
+        remove_tree(&run_dir);
+        if code != 0 {
+            return Err(Error::RunFailed {
+                line: ins.line,
+                instruction: ins.original.lines().next().unwrap_or("").to_string(),
+                code,
+            });
+        }
+        if etc_missing {
+            let upper_etc = m.upper().join("etc");
+            let only_stubs = fs::read_dir(&upper_etc)
+                .map(|rd| {
+                    rd.flatten().all(|e| {
+                        ["hosts", "hostname", "resolv.conf"]
+                            .contains(&e.file_name().to_str().unwrap_or(""))
+                    })
+                })
+                .unwrap_or(true);
+            if only_stubs {
+                exclude.insert(PathBuf::from("etc"));
+            }
+        }
+        overlay::unmount(&merged)?;
+        let (desc, diff_id) = self.commit(&m, exclude)?;
+        drop(m);
+        self.remember(&key, &desc, &diff_id)?;
+        self.add_layer(state, ins, desc, diff_id)
+    }
+
+    /// `RUN --mount=type=cache|bind,...` as a bind mount in the container.
+    fn run_mount(&self, state: &State, spec: &str, line: usize) -> Result<Value> {
+        let mut kv = BTreeMap::new();
+        for part in spec.split(',') {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            kv.insert(k.trim().to_string(), self.expand(state, v.trim(), line)?);
+        }
+        let target = kv
+            .get("target")
+            .or_else(|| kv.get("dst"))
+            .or_else(|| kv.get("destination"))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "Dockerfile:{line}: RUN --mount={spec}: target is required"
+                ))
+            })?;
+        let target = join_workdir(&state.workdir(), &target);
+        let ro = kv
+            .get("ro")
+            .or_else(|| kv.get("readonly"))
+            .is_some_and(|v| v != "false");
+        match kv.get("type").map(String::as_str).unwrap_or("bind") {
+            "cache" => {
+                let id = kv.get("id").cloned().unwrap_or_else(|| target.clone());
+                let dir = self
+                    .store
+                    .root()
+                    .join("build-cache/mounts")
+                    .join(Digest::sha256_of(id.as_bytes()).hex());
+                fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
+                Ok(
+                    json!({"destination": target, "type": "bind", "source": dir, "options": ["rbind", if ro { "ro" } else { "rw" }]}),
+                )
+            }
+            "bind" => {
+                if kv.contains_key("from") {
+                    return Err(Error::Other(format!("Dockerfile:{line}: RUN --mount=type=bind,from= is not supported by berth-img")));
+                }
+                let source = kv
+                    .get("source")
+                    .or_else(|| kv.get("src"))
+                    .cloned()
+                    .unwrap_or_default();
+                let src = self.context.join(crate::inroot::clean(Path::new(&source)));
+                if !src.exists() {
+                    return Err(Error::Other(format!(
+                        "Dockerfile:{line}: RUN --mount: {source:?} not found in the build context"
+                    )));
+                }
+                // Bind mounts are read-only unless rw is asked for.
+                let rw = kv
+                    .get("rw")
+                    .or_else(|| kv.get("readwrite"))
+                    .is_some_and(|v| v != "false");
+                Ok(
+                    json!({"destination": target, "type": "bind", "source": src, "options": ["rbind", if rw { "rw" } else { "ro" }]}),
+                )
+            }
+            other => Err(Error::Other(format!(
+                "Dockerfile:{line}: RUN --mount=type={other} is not supported by berth-img"
+            ))),
+        }
+    }
+
+    fn copy_step(
+        &mut self,
+        stage: usize,
+        state: &mut State,
+        ins: &Instruction,
+        c: &CopyArgs,
+        add: bool,
+    ) -> Result<()> {
+        let line = ins.line;
+        let what = if add { "ADD" } else { "COPY" };
+        let dest = self.expand(state, &c.dest, line)?;
+        let dest = join_workdir(&state.workdir(), &dest);
+        let sources: Vec<String> = c
+            .sources
+            .iter()
+            .map(|s| self.expand(state, s, line))
+            .collect::<Result<_>>()?;
+        if add {
+            if let Some(url) = sources.iter().find(|s| {
+                s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+            }) {
+                return Err(Error::Other(format!(
+                    "Dockerfile:{line}: ADD {url}: remote sources are not supported (builds here have no network); download it into the context and ADD the file"
+                )));
+            }
+        }
+        // Where the sources come from: the context, an earlier stage, or an image.
+        let mut from_mount = None;
+        let (source, from_id) = match &c.from {
+            None => (
+                copy::Source {
+                    root: self.context.clone(),
+                    ignore: self.ignore.clone(),
+                    label: "build context".into(),
+                },
+                None,
+            ),
+            Some(f) => {
+                let f = self.expand(state, f, line)?;
+                let src_state = match self.stage_index(&f, stage) {
+                    Some(j) => self.build_stage(j)?,
+                    None => self.image_state(&f, None, line)?,
+                };
+                let m = self.mount(&src_state)?;
+                let root = m.merged();
+                let id = src_state.id();
+                from_mount = Some(m);
+                (
+                    copy::Source {
+                        root,
+                        ignore: None,
+                        label: format!("stage or image {f:?}"),
+                    },
+                    Some(id),
+                )
+            }
+        };
+        let rels: Vec<PathBuf> = sources
+            .iter()
+            .map(|s| source.resolve(s))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let content = source.digest(&rels)?;
+        let chown = c
+            .chown
+            .as_ref()
+            .map(|s| self.expand(state, s, line))
+            .transpose()?;
+        let chmod = match &c.chmod {
+            Some(m) => {
+                let m = self.expand(state, m, line)?;
+                Some(u32::from_str_radix(&m, 8).map_err(|_| {
+                    Error::Other(format!(
+                        "Dockerfile:{line}: {what} --chmod={m}: want an octal mode"
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let heredocs: Vec<(String, String)> = c
+            .heredocs
+            .iter()
+            .map(|h| {
+                let vars = |n: &str| state.env_get(n).or_else(|| state.args.get(n).cloned());
+                let body = if h.expand {
+                    dockerfile::expand_heredoc(&h.content, &vars).map_err(Error::Other)?
+                } else {
+                    h.content.clone()
+                };
+                Ok((h.name.clone(), body))
+            })
+            .collect::<Result<_>>()?;
+        let key = Digest::sha256_of(
+            &serde_json::to_vec(&json!([
+                what,
+                state.id(),
+                ins.original,
+                dest,
+                sources,
+                content,
+                from_id,
+                chown,
+                chmod,
+                heredocs
+            ]))
+            .unwrap(),
+        );
+        if let Some((desc, diff_id)) = self.cached(&key) {
+            drop(from_mount);
+            self.say(&format!("#{} CACHED", self.step));
+            return self.add_layer(state, ins, desc, diff_id);
+        }
+        let m = self.mount(state)?;
+        let merged = m.merged();
+        let (uid, gid) = match &chown {
+            None => (0, 0),
+            Some(spec) => {
+                let spec = match spec.parse::<u32>() {
+                    Ok(n) => format!("{n}:{n}"),
+                    Err(_) => spec.clone(),
+                };
+                let u = users::resolve(&merged, &spec).map_err(|e| {
+                    Error::Other(format!("Dockerfile:{line}: {what} --chown={spec}: {e}"))
+                })?;
+                (u.uid, u.gid)
+            }
+        };
+        let o = copy::CopyOptions { uid, gid, chmod };
+        for (name, body) in &heredocs {
+            copy::write_file(&merged, &dest, name, body, &o)?;
+        }
+        let count = rels.len() + heredocs.len();
+        if !rels.is_empty() {
+            if add && c.from.is_none() {
+                for rel in &rels {
+                    let path = source.root.join(rel);
+                    if path.is_file() && copy::is_archive(&path) {
+                        copy::add_archive(&path, &merged, &dest)?;
+                    } else {
+                        let d = if count > 1 && !dest.ends_with('/') {
+                            format!("{dest}/")
+                        } else {
+                            dest.clone()
+                        };
+                        copy::copy(&source, std::slice::from_ref(rel), &merged, &d, &o)?;
+                    }
+                }
+            } else {
+                copy::copy(&source, &rels, &merged, &dest, &o)?;
+            }
+        }
+        drop(from_mount);
+        overlay::unmount(&merged)?;
+        let (desc, diff_id) = self.commit(&m, HashSet::new())?;
+        drop(m);
+        self.remember(&key, &desc, &diff_id)?;
+        self.add_layer(state, ins, desc, diff_id)
+    }
+
+    fn add_layer(
+        &self,
+        state: &mut State,
+        ins: &Instruction,
+        desc: Descriptor,
+        diff_id: Digest,
+    ) -> Result<()> {
+        state.config.rootfs.diff_ids.push(diff_id.clone());
+        state.layers.push((desc, diff_id));
+        state.history(&ins.original, false);
+        Ok(())
+    }
+
+    fn finish(&self, mut state: State) -> Result<(ImageRecord, Vec<String>)> {
+        let created = created_time();
+        state.config.created = Some(created);
+        for (k, v) in &self.opts.labels {
+            state
+                .config
+                .config
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(k.clone(), v.clone());
+        }
+        let layers: Vec<Descriptor> = state.layers.iter().map(|(d, _)| d.clone()).collect();
+        let mut names: Vec<String> = self
+            .opts
+            .tags
+            .iter()
+            .map(|t| t.parse::<Reference>().map(|r| r.to_string()))
+            .collect::<Result<_>>()?;
+        let config_id = Digest::sha256_of(&crate::image::to_json(&state.config));
+        if names.is_empty() {
+            names.push(format!("localhost/berth-build:{}", config_id.short()));
+        }
+        let mut record = None;
+        for n in &names {
+            record = Some(store_image(self.store, n, &state.config, layers.clone())?);
+        }
+        Ok((record.expect("at least one name"), names))
+    }
+}
+
+/// The RUN env: the build's variables plus HOME (from the user, as docker
+/// sets it), nothing else.
+fn env_with_home(env: &[String], spec: &Value) -> Vec<String> {
+    let mut out = env.to_vec();
+    if !out.iter().any(|e| e.starts_with("HOME=")) {
+        if let Some(home) = spec["process"]["env"].as_array().and_then(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .find(|e| e.starts_with("HOME="))
+        }) {
+            out.push(home.to_string());
+        }
+    }
+    if !out.iter().any(|e| e.starts_with("PATH=")) {
+        out.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    out
+}
+
+/// Media type of a layer compressed with `c`.
+pub fn layer_media_type(c: Compression) -> &'static str {
+    match c {
+        Compression::Zstd => media::OCI_LAYER_ZSTD,
+        Compression::None => media::OCI_LAYER,
+        Compression::Gzip => media::OCI_LAYER_GZIP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_workdirs() {
+        assert_eq!(go_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(go_duration("500ms").unwrap(), 500_000_000);
+        assert!(go_duration("5 minutes").is_err());
+        assert_eq!(join_workdir("/app", "src/"), "/app/src/");
+        assert_eq!(join_workdir("/", "x"), "/x");
+        assert_eq!(join_workdir("/app", "/abs"), "/abs");
+    }
+}
