@@ -5,9 +5,11 @@
 //! [`bundle`] turns a stored image into a bundle whose rootfs is an overlay
 //! of the layers ([`overlay`]) and whose config mirrors `docker run`.
 
+pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod bundle;
+pub mod containers;
 pub mod digest;
 pub mod error;
 pub mod image;

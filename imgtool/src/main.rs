@@ -180,6 +180,91 @@ enum Command {
     },
     /// Unmount and remove a bundle made by `bundle`.
     RmBundle { dir: PathBuf },
+    /// Make an image from a bundle's changes (like docker commit).
+    Commit {
+        bundle: PathBuf,
+        reference: String,
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Write images to a tar (OCI layout and docker-archive in one).
+    Save {
+        #[arg(required = true)]
+        references: Vec<String>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// docker-archive or oci (the archive is both; accepted for docker compatibility).
+        #[arg(long, default_value = "docker-archive")]
+        format: String,
+    },
+    /// Load images from a tar made by save, docker save or an OCI layout.
+    Load {
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+    },
+    /// Write a bundle's flattened rootfs as a tar.
+    Export {
+        bundle: PathBuf,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run a container from an image (pulled if missing).
+    Run {
+        /// Remove the container when it exits.
+        #[arg(long)]
+        rm: bool,
+        /// Run in the background, supervised by the shim.
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep stdin open.
+        #[arg(short, long)]
+        interactive: bool,
+        #[command(flatten)]
+        flags: Box<BundleFlags>,
+        reference: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        /// Include stopped containers.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print a detached container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        name: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(short, long)]
+        tty: bool,
+        name: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Stop containers: their StopSignal, then SIGKILL.
+    Stop {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers and their bundles.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Copy files between a container (NAME:PATH) and the host.
+    Cp { source: String, destination: String },
     /// Build an image from a Dockerfile.
     Build {
         /// Name the image (repeatable).
@@ -520,6 +605,216 @@ fn run(cli: Cli) -> Result<()> {
             let store = Store::open(&meta.store, Access::Shared).ok();
             bundle::remove(store.as_ref(), &dir)?;
         }
+        Command::Commit {
+            bundle,
+            reference,
+            message,
+        } => {
+            let r = parse_ref(&reference)?;
+            let store = Store::open(root, Access::Shared)?;
+            let rec = berth_img::archive::commit(&store, &bundle, &r, message.as_deref())?;
+            writeln!(out, "{}", rec.config)?;
+        }
+        Command::Save {
+            references,
+            output,
+            format,
+        } => {
+            if !matches!(
+                format.as_str(),
+                "docker-archive" | "oci" | "oci-archive" | "docker"
+            ) {
+                bail!("invalid --format {format:?}: want docker-archive or oci");
+            }
+            let store = Store::open(root, Access::Shared)?;
+            let images = references
+                .iter()
+                .map(|r| lookup(&store, r))
+                .collect::<Result<Vec<_>>>()?;
+            match output {
+                Some(p) if p != std::path::Path::new("-") => {
+                    let tmp = p.with_extension("partial");
+                    let f = std::fs::File::create(&tmp)
+                        .with_context(|| format!("create {}", tmp.display()))?;
+                    let saved =
+                        berth_img::archive::save(&store, &images, std::io::BufWriter::new(f));
+                    if let Err(e) = saved {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e.into());
+                    }
+                    std::fs::rename(&tmp, &p)
+                        .with_context(|| format!("rename to {}", p.display()))?;
+                }
+                _ => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        bail!("refusing to write an archive to a terminal: use -o FILE");
+                    }
+                    berth_img::archive::save(&store, &images, &mut *out)?;
+                }
+            }
+        }
+        Command::Load { input } => {
+            let store = Store::open(root, Access::Shared)?;
+            let names = match input {
+                Some(p) => {
+                    let f =
+                        std::fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
+                    berth_img::archive::load(&store, std::io::BufReader::new(f))?
+                }
+                None => berth_img::archive::load(&store, std::io::stdin().lock())?,
+            };
+            for n in names {
+                writeln!(out, "Loaded image: {n}")?;
+            }
+        }
+        Command::Export { bundle, output } => match output {
+            Some(p) if p != std::path::Path::new("-") => {
+                let f =
+                    std::fs::File::create(&p).with_context(|| format!("create {}", p.display()))?;
+                berth_img::archive::export(&bundle, std::io::BufWriter::new(f))?;
+            }
+            _ => berth_img::archive::export(&bundle, &mut *out)?,
+        },
+        Command::Run {
+            rm,
+            detach,
+            name,
+            interactive,
+            flags,
+            reference,
+            args,
+        } => {
+            if rm && detach {
+                bail!("--rm and --detach cannot be combined");
+            }
+            let opts = flags.options(args)?;
+            let store = Store::open(root, Access::Shared)?;
+            let r = parse_ref(&reference)?;
+            let image = r.to_string();
+            let rec = match store.image(&image)? {
+                Some(rec) => rec,
+                None => pull::pull(
+                    &store,
+                    &r,
+                    &pull::PullOptions {
+                        platform: Platform::host(),
+                        plain_http: false,
+                        progress: Progress::new(false),
+                    },
+                )?,
+            };
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            let c = cs.create(name.as_deref(), &image, &rec, &opts, detach, rm)?;
+            if detach {
+                let shim = find_sibling("containerd-shim-berth-v2")?;
+                if let Err(e) = cs.run_detached(&c, &shim) {
+                    let _ = cs.remove(&c.name, true);
+                    return Err(e.into());
+                }
+                writeln!(out, "{}", c.name)?;
+            } else {
+                let _ = interactive;
+                let code = cs.run_foreground(&c)?;
+                if rm {
+                    cs.remove(&c.name, true)?;
+                }
+                out.flush()?;
+                std::process::exit(code);
+            }
+        }
+        Command::Ps { all } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            let mut rows = Vec::new();
+            for c in cs.list()? {
+                let status = cs.status(&c.name);
+                if all || !matches!(status, berth_img::containers::Status::Exited(_)) {
+                    rows.push((c, status));
+                }
+            }
+            if cli.json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(c, s)| serde_json::json!({"name": c.name, "image": c.image, "command": c.command, "created": c.created, "status": s.to_string()}))
+                    .collect();
+                serde_json::to_writer_pretty(&mut *out, &list)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<40} {:<30} {:<22} STATUS",
+                    "NAME", "IMAGE", "COMMAND", "CREATED"
+                )?;
+                for (c, s) in rows {
+                    let mut cmd = c.command.join(" ");
+                    if cmd.len() > 28 {
+                        cmd.truncate(27);
+                        cmd.push('…');
+                    }
+                    writeln!(
+                        out,
+                        "{:<24} {:<40} {:<30} {:<22} {s}",
+                        c.name,
+                        c.image,
+                        format!("\"{cmd}\""),
+                        c.created
+                    )?;
+                }
+            }
+        }
+        Command::Logs { follow, name } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            cs.get(&name)?;
+            let log = cs.log_path(&name);
+            let mut err = std::io::stderr().lock();
+            let mut pos = berth_img::containers::print_log(&log, 0, &mut *out, &mut err)?;
+            while follow && !matches!(cs.status(&name), berth_img::containers::Status::Exited(_)) {
+                out.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                pos = berth_img::containers::print_log(&log, pos, &mut *out, &mut err)?;
+            }
+            if follow {
+                berth_img::containers::print_log(&log, pos, &mut *out, &mut err)?;
+            }
+        }
+        Command::Exec {
+            interactive,
+            tty,
+            name,
+            command,
+        } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            cs.get(&name)?;
+            let code = cs.exec(&name, tty, interactive, &command)?;
+            out.flush()?;
+            std::process::exit(code);
+        }
+        Command::Stop { time, names } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            for n in names {
+                cs.stop(&n, std::time::Duration::from_secs(time))?;
+                writeln!(out, "{n}")?;
+            }
+        }
+        Command::Rm { force, names } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            for n in names {
+                cs.remove(&n, force)?;
+                writeln!(out, "{n}")?;
+            }
+        }
+        Command::Cp {
+            source,
+            destination,
+        } => {
+            let store = Store::open(root, Access::Shared)?;
+            let cs = containers(&store, cli.runtime.as_deref())?;
+            cp(&cs, &source, &destination)?;
+        }
         Command::Build {
             tags,
             file,
@@ -670,4 +965,111 @@ fn human_size(n: u64) -> String {
     } else {
         format!("{n}B")
     }
+}
+
+/// A program shipped next to berth-img, else on PATH.
+fn find_sibling(name: &str) -> Result<PathBuf> {
+    if let Ok(me) = std::env::current_exe() {
+        let p = me.with_file_name(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("{name} not found next to berth-img or on PATH"))
+}
+
+fn containers<'a>(
+    store: &'a Store,
+    runtime: Option<&std::path::Path>,
+) -> Result<berth_img::containers::Containers<'a>> {
+    Ok(berth_img::containers::Containers {
+        store,
+        runtime: berth_img::build::run::find_runtime(runtime)?,
+    })
+}
+
+/// `NAME:PATH` (a container path) or a host path.
+fn split_container_path(s: &str) -> Option<(&str, &str)> {
+    let (name, path) = s.split_once(':')?;
+    (!name.is_empty() && !name.contains('/')).then_some((name, path))
+}
+
+/// docker cp: a file or directory between the host and a container's
+/// rootfs; container paths resolve inside the rootfs.
+fn cp(cs: &berth_img::containers::Containers<'_>, source: &str, destination: &str) -> Result<()> {
+    use berth_img::build::copy::{copy, CopyOptions, Source};
+    let (src_root, src_rel, dst_root, dst) = match (
+        split_container_path(source),
+        split_container_path(destination),
+    ) {
+        (Some((name, path)), None) => (
+            cs.rootfs(name)?,
+            path.to_string(),
+            PathBuf::from("/"),
+            destination.to_string(),
+        ),
+        (None, Some((name, path))) => (
+            "/".into(),
+            source.to_string(),
+            cs.rootfs(name)?,
+            path.to_string(),
+        ),
+        _ => bail!("cp: exactly one of SOURCE and DESTINATION must be NAME:PATH"),
+    };
+    let dst = if dst.starts_with('/') {
+        dst
+    } else if dst_root == std::path::Path::new("/") {
+        std::env::current_dir()?
+            .join(&dst)
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        format!("/{dst}")
+    };
+    let src_abs = if src_rel.starts_with('/') || src_root != std::path::Path::new("/") {
+        src_rel.clone()
+    } else {
+        std::env::current_dir()?
+            .join(&src_rel)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let rel = berth_img::inroot::clean(std::path::Path::new(&src_abs));
+    let full = src_root.join(&rel);
+    let is_dir = std::fs::metadata(&full)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    // docker cp copies a directory itself into an existing directory.
+    let dst_path = dst_root.join(berth_img::inroot::clean(std::path::Path::new(&dst)));
+    let dst = if is_dir && dst_path.is_dir() {
+        format!(
+            "{}/{}",
+            dst.trim_end_matches('/'),
+            rel.file_name().unwrap_or_default().to_string_lossy()
+        )
+    } else {
+        dst
+    };
+    let source = Source {
+        root: src_root,
+        ignore: None,
+        label: "container or host".into(),
+    };
+    let rels = source.resolve(&rel.to_string_lossy())?;
+    copy(
+        &source,
+        &rels,
+        &dst_root,
+        &dst,
+        &CopyOptions {
+            uid: 0,
+            gid: 0,
+            chmod: None,
+        },
+    )?;
+    Ok(())
 }

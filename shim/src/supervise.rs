@@ -134,6 +134,18 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     drop(ready_r);
+    // A daemon must not hold its caller's stdio open: whoever waits for
+    // the caller's output would wait for the container's whole life.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
     // SAFETY: setsid and prctl with integer arguments.
     unsafe {
         libc::setsid();

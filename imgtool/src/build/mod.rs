@@ -304,6 +304,8 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<Str
         ),
         None => None,
     };
+    let runtime = run::find_runtime(opts.runtime.as_deref())?;
+    run::reap_stale(&runtime, &store.root().join("build-runtime"));
     let work = store.tmp_dir().join(unique_name("build-"));
     fs::create_dir_all(&work).context(|| format!("create {}", work.display()))?;
     let stages = df.stages.len();
@@ -313,7 +315,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<Str
         df,
         context,
         ignore,
-        runtime: run::find_runtime(opts.runtime.as_deref())?,
+        runtime,
         global_args: BTreeMap::new(),
         consumed: BTreeSet::new(),
         built: vec![None; stages],

@@ -52,3 +52,35 @@ pub fn run_bundle(runtime: &Path, state_root: &Path, bundle: &Path, id: &str) ->
         128 + status.signal().unwrap_or(0)
     }))
 }
+
+/// Deletes build containers whose berth-img process is gone (a build that
+/// was killed cannot delete its own RUN container). Their IDs carry the
+/// builder's PID.
+pub fn reap_stale(runtime: &Path, state_root: &Path) {
+    let Ok(o) = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["list", "-q"])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    for id in String::from_utf8_lossy(&o.stdout).lines() {
+        let pid = id
+            .strip_prefix("berth-img-build-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new(runtime)
+                    .arg("--root")
+                    .arg(state_root)
+                    .args(["delete", "--force", id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Containers for manual use (`run`, `ps`, `logs`, `exec`, `stop`, `rm`,
+//! `cp`), kept under `ROOT/containers/NAME/`: the bundle, `container.json`,
+//! and for detached ones the CRI-format log and exit file that the shim's
+//! standalone `supervise` mode writes. The containers themselves live in
+//! `berth` under `--root ROOT/containers/.runtime`, named by NAME.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle;
+use crate::error::{Context, Error, Result};
+use crate::store::{unique_name, ImageRecord, Store};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub created: String,
+    pub detached: bool,
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// What `ps` shows for a container.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Exited(i32),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Created => write!(f, "Created"),
+            Status::Running => write!(f, "Up"),
+            Status::Paused => write!(f, "Up (Paused)"),
+            Status::Exited(c) => write!(f, "Exited ({c})"),
+        }
+    }
+}
+
+pub struct Containers<'a> {
+    pub store: &'a Store,
+    pub runtime: PathBuf,
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl Containers<'_> {
+    fn dir(&self, name: &str) -> PathBuf {
+        self.store.root().join("containers").join(name)
+    }
+
+    pub fn state_root(&self) -> PathBuf {
+        self.store.root().join("containers/.runtime")
+    }
+
+    pub fn bundle_dir(&self, name: &str) -> PathBuf {
+        self.dir(name).join("bundle")
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir(name).join("container.log")
+    }
+
+    fn exit_path(&self, name: &str) -> PathBuf {
+        self.dir(name).join("exit")
+    }
+
+    fn berth(&self) -> Command {
+        let mut c = Command::new(&self.runtime);
+        c.arg("--root").arg(self.state_root());
+        c
+    }
+
+    pub fn get(&self, name: &str) -> Result<Container> {
+        let p = self.dir(name).join("container.json");
+        let data = fs::read(&p).map_err(|_| Error::Other(format!("No such container: {name}")))?;
+        serde_json::from_slice(&data).map_err(|e| Error::Path(p, format!("corrupt: {e}")))
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let dir = self.store.root().join("containers");
+        let mut out = Vec::new();
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Ok(c) = self.get(&name) {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// Asks `berth state`; a container berth no longer knows has exited.
+    pub fn status(&self, name: &str) -> Status {
+        let o = self
+            .berth()
+            .args(["state", name])
+            .stderr(Stdio::null())
+            .output();
+        if let Ok(o) = o {
+            if o.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                match v["status"].as_str() {
+                    Some("running") => return Status::Running,
+                    Some("paused") => return Status::Paused,
+                    Some("created") => return Status::Created,
+                    _ => {}
+                }
+            }
+        }
+        let code = fs::read_to_string(self.exit_path(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Status::Exited(code)
+    }
+
+    /// Makes the container's directory and bundle.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        image: &str,
+        record: &ImageRecord,
+        opts: &bundle::Options,
+        detached: bool,
+        auto_remove: bool,
+    ) -> Result<Container> {
+        let name = match name {
+            Some(n) if !valid_name(n) => {
+                return Err(Error::invalid(
+                    "--name",
+                    format!("{n:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*"),
+                ))
+            }
+            Some(n) => n.to_string(),
+            None => format!(
+                "berth_{}",
+                &crate::digest::Digest::sha256_of(unique_name("").as_bytes()).hex()[..12]
+            ),
+        };
+        let dir = self.dir(&name);
+        fs::create_dir_all(dir.parent().unwrap())
+            .context(|| format!("create {}", dir.display()))?;
+        fs::create_dir(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::invalid(
+                    "--name",
+                    format!("the container name {name:?} is already in use"),
+                )
+            } else {
+                Error::Path(dir.clone(), e.to_string())
+            }
+        })?;
+        let made = bundle::create(self.store, image, record, &self.bundle_dir(&name), opts);
+        let bundle_dir = match made {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let spec: serde_json::Value = serde_json::from_slice(
+            &fs::read(bundle_dir.join("config.json")).context(|| "read config.json".into())?,
+        )
+        .map_err(|e| Error::Other(e.to_string()))?;
+        let c = Container {
+            name: name.clone(),
+            image: image.to_string(),
+            command: serde_json::from_value(spec["process"]["args"].clone()).unwrap_or_default(),
+            created: crate::pull::now_rfc3339(),
+            detached,
+            auto_remove,
+        };
+        crate::store::atomic_write(
+            &dir.join("container.json"),
+            &serde_json::to_vec_pretty(&c).unwrap(),
+        )?;
+        Ok(c)
+    }
+
+    /// Runs in the foreground; returns the exit status.
+    pub fn run_foreground(&self, c: &Container) -> Result<i32> {
+        let status = self
+            .berth()
+            .args(["run", "--bundle"])
+            .arg(self.bundle_dir(&c.name))
+            .arg(&c.name)
+            .status()
+            .map_err(|e| Error::Other(format!("run {}: {e}", self.runtime.display())))?;
+        let code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        });
+        let _ = fs::write(self.exit_path(&c.name), code.to_string());
+        Ok(code)
+    }
+
+    /// Hands the container to the shim's supervise mode, which detaches,
+    /// keeps its log and records its exit.
+    pub fn run_detached(&self, c: &Container, shim: &Path) -> Result<()> {
+        let o = Command::new(shim)
+            .arg("supervise")
+            .arg("--bundle")
+            .arg(self.bundle_dir(&c.name))
+            .args(["--id", &c.name])
+            .arg("--log")
+            .arg(self.log_path(&c.name))
+            .arg("--exit-file")
+            .arg(self.exit_path(&c.name))
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .arg("--root")
+            .arg(self.state_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| Error::Other(format!("run {}: {e}", shim.display())))?;
+        if !o.status.success() {
+            return Err(Error::Other(
+                String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn exec(&self, name: &str, tty: bool, interactive: bool, args: &[String]) -> Result<i32> {
+        let mut cmd = self.berth();
+        cmd.arg("exec");
+        if tty {
+            cmd.arg("--tty");
+        }
+        cmd.arg(name).args(args);
+        if !interactive {
+            cmd.stdin(Stdio::null());
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| Error::Other(format!("run {}: {e}", self.runtime.display())))?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// The image's StopSignal, then SIGKILL after `timeout`.
+    pub fn stop(&self, name: &str, timeout: Duration) -> Result<()> {
+        self.get(name)?;
+        if !matches!(
+            self.status(name),
+            Status::Running | Status::Paused | Status::Created
+        ) {
+            return Ok(());
+        }
+        let spec: serde_json::Value = fs::read(self.bundle_dir(name).join("config.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default();
+        let signal = spec["annotations"]["org.opencontainers.image.stopSignal"]
+            .as_str()
+            .unwrap_or("SIGTERM")
+            .to_string();
+        let _ = self
+            .berth()
+            .args(["kill", name, &signal])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.status(name), Status::Exited(_)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self
+            .berth()
+            .args(["kill", name, "SIGKILL"])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.status(name), Status::Exited(_)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(Error::Other(format!("container {name} did not stop")))
+    }
+
+    /// Removes the container, its bundle and its files.
+    pub fn remove(&self, name: &str, force: bool) -> Result<()> {
+        self.get(name)?;
+        match self.status(name) {
+            Status::Exited(_) => {}
+            _ if force => self.stop(name, Duration::ZERO)?,
+            s => {
+                return Err(Error::invalid(
+                    "container",
+                    format!("cannot remove {name}: it is {s}; stop it first or use --force"),
+                ))
+            }
+        }
+        // The supervisor deletes the container when it exits; give it a
+        // moment, then make sure.
+        let _ = self
+            .berth()
+            .args(["delete", "--force", name])
+            .stderr(Stdio::null())
+            .status();
+        let bundle = self.bundle_dir(name);
+        if bundle.exists() {
+            bundle::remove(Some(self.store), &bundle)?;
+        }
+        fs::remove_dir_all(self.dir(name))
+            .context(|| format!("remove {}", self.dir(name).display()))
+    }
+
+    /// The rootfs of a container, for `cp`.
+    pub fn rootfs(&self, name: &str) -> Result<PathBuf> {
+        self.get(name)?;
+        Ok(self.bundle_dir(name).join("rootfs"))
+    }
+}
+
+/// Prints the messages of a CRI-format log (`TIME STREAM TAG MESSAGE`),
+/// stdout records to `out` and stderr ones to `err`; returns the bytes of
+/// the file consumed (complete lines only).
+pub fn print_log(
+    path: &Path,
+    from: u64,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> Result<u64> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(from),
+        Err(e) => return Err(e).context(|| format!("read {}", path.display())),
+    };
+    let data = &data[(from as usize).min(data.len())..];
+    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    for line in data[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let mut parts = line.splitn(4, |b| *b == b' ');
+        let (_, stream, tag, msg) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next().unwrap_or(b""),
+        );
+        let w: &mut dyn std::io::Write = if stream == Some(b"stderr") { err } else { out };
+        let _ = w.write_all(msg);
+        // "F" ends a line; "P" is a part of a longer one.
+        if tag != Some(b"P") {
+            let _ = w.write_all(b"\n");
+        }
+    }
+    Ok(from + complete as u64)
+}

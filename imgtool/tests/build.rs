@@ -1,0 +1,435 @@
+//! `build` against the Dockerfile set in tests/dockerfiles, each image run
+//! through `berth`, plus the cache, reproducibility and error paths.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::*;
+
+fn dockerfiles(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/dockerfiles")
+        .join(name)
+}
+
+/// A store with the busybox base image as busybox:test.
+fn store(s: &Scratch) -> Img {
+    let img = Img::new(s, "store");
+    img.import_busybox(s, "busybox:test");
+    img
+}
+
+fn build(img: &Img, name: &str, extra: &[&str]) -> String {
+    let ctx = dockerfiles(name);
+    let mut args = vec!["build", "-t", name];
+    args.extend_from_slice(extra);
+    let ctx = ctx.to_str().unwrap().to_string();
+    args.push(&ctx);
+    let o = img.run(&args);
+    assert!(o.status.success(), "build {name}:\n{}", text(&o));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Bundles `image` and runs it with `berth`; returns stdout.
+fn run_image(s: &Scratch, img: &Img, image: &str, args: &[&str]) -> String {
+    let b = s.path(&format!("bundle-{}", image.replace([':', '/'], "-")));
+    let mut a = vec!["bundle", image, b.to_str().unwrap()];
+    if !args.is_empty() {
+        a.push("--");
+        a.extend_from_slice(args);
+    }
+    img.ok(&a);
+    let out = run_ok(s, &b, &format!("build-{}", image.replace([':', '/'], "-")));
+    img.ok(&["rm-bundle", b.to_str().unwrap()]);
+    out
+}
+
+fn config(img: &Img, image: &str) -> serde_json::Value {
+    inspect(img, image)["config"].clone()
+}
+
+#[test]
+fn web_page_image_serves_its_page() {
+    let s = Scratch::new("build-web");
+    let img = store(&s);
+    build(&img, "web", &[]);
+    let c = config(&img, "web");
+    assert_eq!(
+        c["config"]["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+    assert_eq!(
+        c["config"]["Labels"]["org.opencontainers.image.title"],
+        "berth test page"
+    );
+    assert_eq!(c["config"]["StopSignal"], "SIGKILL");
+    // Serve it on a free loopback port and fetch the page back.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("web-{}", std::process::id());
+    let listen = format!("127.0.0.1:{port}");
+    img.ok(&[
+        "run", "-d", "--name", &name, "--net", "host", "web", "httpd", "-f", "-h", "/srv/www",
+        "-p", &listen,
+    ]);
+    let url = format!("http://{listen}/index.html");
+    let mut body = String::new();
+    for _ in 0..50 {
+        let o = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            body = String::from_utf8_lossy(&o.stdout).into_owned();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ps = img.ok(&["ps"]);
+    img.ok(&["stop", "-t", "5", &name]);
+    let logs = img.ok(&["logs", &name]);
+    img.ok(&["rm", &name]);
+    assert_eq!(body, "<h1>hello from berth</h1>\n");
+    assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
+    let _ = logs;
+    assert!(!img.ok(&["ps", "-a"]).contains(&name));
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    let s = Scratch::new("build-multi");
+    let img = store(&s);
+    let out = build(&img, "multistage", &[]);
+    assert!(!out.contains("must not be built"), "{out}");
+    assert_eq!(
+        run_image(&s, &img, "multistage", &[]).trim(),
+        "hello world from a scratch image"
+    );
+    let c = config(&img, "multistage");
+    // FROM scratch: three COPY layers, nothing of busybox's own layer.
+    assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        c["config"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "/app.sh"])
+    );
+    // --target stops at a stage.
+    build(
+        &img,
+        "multistage",
+        &["--target", "build", "-t", "multistage:build"],
+    );
+    assert!(config(&img, "multistage:build")["config"]["WorkingDir"] == "/src");
+    let err = img.fail(&[
+        "build",
+        "--target",
+        "nosuch",
+        dockerfiles("multistage").to_str().unwrap(),
+    ]);
+    assert!(err.contains("no stage named"), "{err}");
+}
+
+#[test]
+fn args_and_env_interplay() {
+    let s = Scratch::new("build-args");
+    let img = store(&s);
+    build(&img, "argenv", &[]);
+    assert_eq!(
+        run_image(&s, &img, "argenv", &[]).trim(),
+        "hello default-who|fallback|set|from-env|default-who"
+    );
+    build(
+        &img,
+        "argenv",
+        &[
+            "--build-arg",
+            "WHO=cli",
+            "--build-arg",
+            "EMPTY=given",
+            "-t",
+            "argenv:2",
+        ],
+    );
+    assert_eq!(
+        run_image(&s, &img, "argenv:2", &[]).trim(),
+        "hello cli|given|set|from-env|cli"
+    );
+    let env = config(&img, "argenv:2")["config"]["Env"].to_string();
+    assert!(
+        env.contains("GREETING=hello cli") && !env.contains("WHO=cli\""),
+        "{env}"
+    );
+    // An unused build arg is only a warning.
+    let out = build(
+        &img,
+        "argenv",
+        &["--build-arg", "NOBODY=x", "-t", "argenv:3"],
+    );
+    assert!(
+        out.contains("NOBODY") && out.contains("not consumed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn user_owns_its_files() {
+    let s = Scratch::new("build-user");
+    let img = store(&s);
+    build(&img, "user", &[]);
+    let out = run_image(&s, &img, "user", &[]);
+    assert!(out.contains("uid=1500(app) gid=1500(app)"), "{out}");
+    assert!(out.contains("1500:1500 644 data.txt"), "{out}");
+    assert!(out.contains("1500:1500 644 made.txt"), "{out}");
+    assert!(out.contains("1600:1700 640 /numeric.txt"), "{out}");
+}
+
+#[test]
+fn workdirs_are_created_and_relative_paths_follow_them() {
+    let s = Scratch::new("build-workdir");
+    let img = store(&s);
+    build(&img, "workdir", &[]);
+    let out = run_image(&s, &img, "workdir", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "/a/b/c", "{out}");
+    assert!(
+        out.contains("file.txt") && out.contains("relative"),
+        "{out}"
+    );
+    assert_eq!(config(&img, "workdir")["config"]["WorkingDir"], "/a/b/c");
+}
+
+#[test]
+fn dockerignore_filters_the_context() {
+    let s = Scratch::new("build-ignore");
+    let img = store(&s);
+    build(&img, "dockerignore", &[]);
+    let out = run_image(&s, &img, "dockerignore", &[]);
+    let mut files: Vec<&str> = out.lines().collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/docs/keep.md",
+            "/ctx/keep/k.txt"
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn instructions_heredocs_mounts_onbuild_and_metadata() {
+    let s = Scratch::new("build-features");
+    let img = store(&s);
+    build(&img, "features", &["--build-arg", "FLAVOR=berry"]);
+    let out = run_image(&s, &img, "features", &[]);
+    for want in [
+        "onbuild-ran",
+        "from-tar",
+        "line1",
+        "line2",
+        "bind-content",
+        "glob-1.txt",
+        "glob-2.txt",
+        "key=berry",
+    ] {
+        assert!(out.contains(want), "missing {want}:\n{out}");
+    }
+    assert!(!out.contains("other.txt"), "{out}");
+    let c = config(&img, "features");
+    assert_eq!(c["config"]["Healthcheck"]["Interval"], 30_000_000_000i64);
+    assert_eq!(c["config"]["Healthcheck"]["Retries"], 2);
+    assert!(c["config"]["Volumes"]["/data"].is_object());
+    assert_eq!(c["config"]["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert!(
+        c["config"].get("OnBuild").is_none(),
+        "triggers are consumed"
+    );
+    // The cache mount persists across builds, and is not in the image.
+    build(
+        &img,
+        "features",
+        &[
+            "--no-cache",
+            "-t",
+            "features:2",
+            "--build-arg",
+            "FLAVOR=berry",
+        ],
+    );
+    assert_eq!(
+        run_image(
+            &s,
+            &img,
+            "features:2",
+            &["cat /cache-lines.txt; ls /cache 2>&1 | head -1"]
+        )
+        .lines()
+        .next()
+        .unwrap()
+        .trim(),
+        "2"
+    );
+}
+
+#[test]
+fn cache_reuses_unchanged_steps_and_rebuilds_from_the_change() {
+    let s = Scratch::new("build-cache");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("a.txt"), "v1\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    let first = img.ok(&["build", "-q", "-t", "cached", c]);
+    let o = img.run(&["build", "-t", "cached", c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("CACHED").count(), 3, "{err}");
+    assert_eq!(img.ok(&["build", "-q", "-t", "cached", c]), first);
+    std::fs::write(ctx.join("a.txt"), "v2\n").unwrap();
+    let o = img.run(&["build", "-t", "cached", c]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.matches("CACHED").count(),
+        1,
+        "only the first RUN is reused:\n{err}"
+    );
+    assert_eq!(
+        run_image(&s, &img, "cached", &["cat", "/copy"]).trim(),
+        "v2"
+    );
+    let o = img.run(&["build", "--no-cache", "-t", "cached", c]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).matches("CACHED").count(),
+        0
+    );
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible() {
+    let s = Scratch::new("build-repro");
+    let mut digests = Vec::new();
+    for store_name in ["one", "two"] {
+        let mut img = Img::new(&s, store_name);
+        img.env
+            .push(("SOURCE_DATE_EPOCH".into(), "1700000000".into()));
+        img.import_busybox(&s, "busybox:test");
+        build(&img, "multistage", &["--no-cache"]);
+        build(&img, "argenv", &["--no-cache"]);
+        digests.push((
+            inspect(&img, "multistage")["digest"].clone(),
+            inspect(&img, "argenv")["digest"].clone(),
+        ));
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn bad_dockerfiles_name_the_line() {
+    let s = Scratch::new("build-bad");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let c = ctx.to_str().unwrap();
+    for (df, want) in [
+        ("FROM busybox:test\nFROBNICATE x\n", "Dockerfile:2:1"),
+        ("FROM busybox:test\nCOPY onlyone\n", "Dockerfile:2"),
+        ("RUN true\n", "Dockerfile:1"),
+        ("FROM busybox:test\nCOPY missing.txt /\n", "missing.txt"),
+        (
+            "FROM busybox:test\nADD https://example.com/x /\n",
+            "remote sources are not supported",
+        ),
+        (
+            "FROM busybox:test\nUSER 1000\nCOPY --chown=nosuchuser Dockerfile /\n",
+            "unable to find user nosuchuser",
+        ),
+    ] {
+        std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+        let err = img.fail(&["build", "-t", "bad", c]);
+        assert!(err.contains(want), "{df:?}: {err}");
+    }
+    // A failing RUN stops the build with its status and line.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nRUN echo before\nRUN exit 7\nRUN echo never\n",
+    )
+    .unwrap();
+    let o = img.run(&["build", "-t", "bad", c]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Dockerfile:3: RUN exit 7: exit code 7"),
+        "{err}"
+    );
+    assert!(img.fail(&["inspect", "bad"]).contains("not known"));
+}
+
+#[test]
+fn killed_build_leaves_the_store_consistent() {
+    let s = Scratch::new("build-kill");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nRUN echo started > /dev/stderr; sleep 60\n",
+    )
+    .unwrap();
+    let images_before = std::fs::read(img.root.join("images.json")).unwrap();
+    let mut child = img
+        .cmd(&["build", "-t", "killed", ctx.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the RUN step to start, then kill the builder outright.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("started") {
+        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+        assert!(n > 0, "build ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::read(img.root.join("images.json")).unwrap(),
+        images_before
+    );
+    // Its mounts went with its private mount namespace.
+    assert!(
+        mounts_below(&img.root).is_empty(),
+        "{:?}",
+        mounts_below(&img.root)
+    );
+    // The next build cleans up the orphaned RUN container, and works.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:test\nRUN true\n").unwrap();
+    img.ok(&["build", "-t", "after", ctx.to_str().unwrap()]);
+    let list = std::process::Command::new(berth())
+        .arg("--root")
+        .arg(img.root.join("build-runtime"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).trim(),
+        "",
+        "orphaned build container left"
+    );
+    img.ok(&["prune"]);
+    assert_eq!(std::fs::read_dir(img.root.join("tmp")).unwrap().count(), 0);
+}
