@@ -462,3 +462,44 @@ fn rmi_and_prune_free_what_nothing_needs() {
     );
     assert!(img.ok(&["images", "--json"]).trim() == "[]");
 }
+
+#[test]
+fn zstd_and_uncompressed_layers_round_trip() {
+    let s = Scratch::new("compression");
+    let reg = Registry::start(&s, "none", &[]);
+    let src = Img::new(&s, "src");
+    src.import_busybox(&s, "busybox:test");
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nRUN echo layered > /layered\n",
+    )
+    .unwrap();
+    for (compression, media_type) in [
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("none", "application/vnd.oci.image.layer.v1.tar"),
+    ] {
+        let r = format!("{}/comp/{compression}:1", reg.host);
+        src.ok(&[
+            "build",
+            "--compression",
+            compression,
+            "-t",
+            &r,
+            ctx.to_str().unwrap(),
+        ]);
+        src.ok(&["push", &r]);
+        let dst = Img::new(&s, &format!("dst-{compression}"));
+        dst.ok(&["pull", &r]);
+        let layers = inspect(&dst, &r)["manifest"]["layers"].clone();
+        assert_eq!(layers[1]["mediaType"], media_type, "{layers}");
+        let b = s.path(&format!("b-{compression}"));
+        dst.ok(&["bundle", &r, b.to_str().unwrap(), "--", "cat", "/layered"]);
+        assert_eq!(
+            run_ok(&s, &b, &format!("comp-{compression}")).trim(),
+            "layered"
+        );
+        dst.ok(&["rm-bundle", b.to_str().unwrap()]);
+    }
+}

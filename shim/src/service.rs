@@ -43,6 +43,9 @@ struct Proc {
 
 struct Task {
     bundle: PathBuf,
+    /// The runtime binary and its --root, from the create options.
+    runtime: PathBuf,
+    root: PathBuf,
     init: Proc,
     execs: HashMap<String, Proc>,
     started: bool,
@@ -125,6 +128,111 @@ fn runtime_binary() -> PathBuf {
 
 fn runtime_root(namespace: &str) -> PathBuf {
     PathBuf::from("/run/containerd/berth").join(namespace)
+}
+
+/// Reads protobuf varints (for the two-field runtimeoptions message,
+/// which containerd-shim-protos does not carry).
+fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*i)?;
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The string fields of a protobuf message, by field number.
+fn proto_strings(b: &[u8]) -> HashMap<u64, String> {
+    let mut out = HashMap::new();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(tag) = varint(b, &mut i) else { break };
+        match tag & 7 {
+            0 => {
+                if varint(b, &mut i).is_none() {
+                    break;
+                }
+            }
+            2 => {
+                let Some(len) = varint(b, &mut i) else { break };
+                let end = i.saturating_add(len as usize).min(b.len());
+                out.insert(tag >> 3, String::from_utf8_lossy(&b[i..end]).into_owned());
+                i = end;
+            }
+            5 => i += 4,
+            1 => i += 8,
+            _ => break,
+        }
+    }
+    out
+}
+
+/// `KEY = "value"` lines of a runtime config file (the TOML containerd's
+/// CRI plugin points `config_path` at; only string keys matter here).
+fn toml_strings(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'))?;
+            Some((k.trim().to_string(), v.replace("\\\\", "\\")))
+        })
+        .collect()
+}
+
+/// The runtime binary and root a task runs with: runc's `Options`
+/// (`ctr --runc-binary`-style callers) or the CRI plugin's
+/// `runtimeoptions.v1.Options` naming a config file with `BinaryName` and
+/// `Root`; otherwise berth next to the shim and /run/containerd/berth. As
+/// with runc, the root gets the namespace appended.
+fn runtime_options(
+    options: Option<&shim::protos::protobuf::well_known_types::any::Any>,
+    namespace: &str,
+) -> Result<(PathBuf, PathBuf), String> {
+    let (mut binary, mut root) = (String::new(), String::new());
+    if let Some(any) = options {
+        let kind = any.type_url.rsplit('/').next().unwrap_or("");
+        match kind {
+            "containerd.runc.v1.Options" => {
+                let f = proto_strings(&any.value);
+                binary = f.get(&6).cloned().unwrap_or_default();
+                root = f.get(&7).cloned().unwrap_or_default();
+            }
+            "runtimeoptions.v1.Options" => {
+                let f = proto_strings(&any.value);
+                if let Some(path) = f.get(&2).filter(|p| !p.is_empty()) {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("runtime config {path}: {e}"))?;
+                    let kv = toml_strings(&text);
+                    binary = kv.get("BinaryName").cloned().unwrap_or_default();
+                    root = kv.get("Root").cloned().unwrap_or_default();
+                }
+            }
+            "" => {}
+            other => log::warn!("ignoring runtime options of type {other}"),
+        }
+    }
+    let binary = if binary.is_empty() {
+        runtime_binary()
+    } else if binary.contains('/') {
+        PathBuf::from(binary)
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(&binary))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("runtime {binary} not found on PATH"))?
+    };
+    let root = if root.is_empty() {
+        runtime_root(namespace)
+    } else {
+        PathBuf::from(root).join(namespace)
+    };
+    Ok((binary, root))
 }
 
 /// The last error berth logged (containerd shows it to its user).
@@ -276,9 +384,96 @@ fn unmount_rootfs(rootfs: &Path) {
     while unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {}
 }
 
+/// Decodes %XX escapes of a URI component.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `binary:///path/to/logger?key=value`: containerd's binary log driver.
+/// The logger gets the process's stdout and stderr as fds 3 and 4 and
+/// closes fd 5 once it is ready; CONTAINER_ID and CONTAINER_NAMESPACE name
+/// the container, the query becomes its arguments (`key value`).
+fn binary_logger(uri: &str, id: &str, namespace: &str) -> std::io::Result<(File, File)> {
+    use std::os::unix::process::CommandExt;
+    let rest = uri.trim_start_matches("binary://");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        args.push(percent_decode(k));
+        if !v.is_empty() {
+            args.push(percent_decode(v));
+        }
+    }
+    let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two fds we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh fds from pipe2.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    let mut cmd = Command::new(percent_decode(path));
+    cmd.args(&args)
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in fds.iter().enumerate() {
+                // dup2 clears close-on-exec on the target.
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()?;
+    drop((out_r, err_r, ready_w));
+    // Wait (bounded, as containerd does) for the logger to say it is ready.
+    let mut ready = File::from(ready_r);
+    let mut pfd = libc::pollfd {
+        fd: ready.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one fd we own.
+    if unsafe { libc::poll(&mut pfd, 1, 10_000) } <= 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "binary logger did not become ready",
+        ));
+    }
+    let _ = std::io::Read::read(&mut ready, &mut [0u8; 1]);
+    Ok((File::from(out_w), File::from(err_w)))
+}
+
 /// Opens a process's stdio fifos (containerd made them and holds their
 /// other ends); an empty path is /dev/null. O_RDWR never blocks on a fifo.
-fn stdio_of(p: &Proc) -> std::io::Result<(Stdio, Stdio, Stdio)> {
+fn stdio_of(p: &Proc, id: &str, namespace: &str) -> std::io::Result<(Stdio, Stdio, Stdio)> {
     let open = |path: &str| -> std::io::Result<File> {
         // `ctr run --log-uri file:///path`: output appended to a file.
         if let Some(file) = path.strip_prefix("file://") {
@@ -288,12 +483,6 @@ fn stdio_of(p: &Proc) -> std::io::Result<(Stdio, Stdio, Stdio)> {
                 .custom_flags(libc::O_CLOEXEC)
                 .open(file);
         }
-        if path.starts_with("binary://") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "binary:// log URIs are not supported yet",
-            ));
-        }
         let path = if path.is_empty() { "/dev/null" } else { path };
         OpenOptions::new()
             .read(true)
@@ -301,8 +490,13 @@ fn stdio_of(p: &Proc) -> std::io::Result<(Stdio, Stdio, Stdio)> {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
     };
+    let stdin = open(&p.stdin)?;
+    if p.stdout.starts_with("binary://") {
+        let (out, err) = binary_logger(&p.stdout, id, namespace)?;
+        return Ok((stdin.into(), out.into(), err.into()));
+    }
     Ok((
-        open(&p.stdin)?.into(),
+        stdin.into(),
         open(&p.stdout)?.into(),
         open(&p.stderr)?.into(),
     ))
@@ -372,8 +566,10 @@ impl Service {
 
     /// Runs a berth command about task `id` (in its bundle, with its log).
     fn berth_for(&self, id: &str, args: &[&str]) -> TtrpcResult<String> {
-        let bundle = self.with_task(id, |t| t.bundle.clone())?;
-        berth(&runtime_binary(), &self.root(), &bundle, args, None).map_err(internal)
+        let (bundle, runtime, root) = self.with_task(id, |t| {
+            (t.bundle.clone(), t.runtime.clone(), t.root.clone())
+        })?;
+        berth(&runtime, &root, &bundle, args, None).map_err(internal)
     }
 
     fn with_task<R>(&self, id: &str, f: impl FnOnce(&mut Task) -> R) -> TtrpcResult<R> {
@@ -485,8 +681,8 @@ impl shim::Task for Service {
             )
             .map_err(|e| internal(format!("mount rootfs: {e}")))?;
         }
-        let runtime = runtime_binary();
-        let root = self.root();
+        let (runtime, root) =
+            runtime_options(req.options.as_ref(), &self.namespace).map_err(internal)?;
         let saved = serde_json::json!({"runtime": runtime, "root": root, "id": req.id});
         let _ = std::fs::write(bundle.join(SHIM_STATE), saved.to_string());
         let init = Proc {
@@ -531,7 +727,8 @@ impl shim::Task for Service {
             copy_console(&master, &init);
             init.console = Some(master);
         } else {
-            let stdio = stdio_of(&init).map_err(|e| internal(format!("open stdio: {e}")))?;
+            let stdio = stdio_of(&init, &req.id, &self.namespace)
+                .map_err(|e| internal(format!("open stdio: {e}")))?;
             let args = ["create", "--bundle", &b, "--pid-file", &pf, &req.id];
             berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
         }
@@ -544,6 +741,8 @@ impl shim::Task for Service {
             req.id.clone(),
             Task {
                 bundle: bundle.clone(),
+                runtime: runtime.clone(),
+                root: root.clone(),
                 init,
                 execs: HashMap::new(),
                 started: false,
@@ -566,12 +765,16 @@ impl shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let (bundle, exec) = self.with_task(&req.id, |t| {
-            (t.bundle.clone(), t.execs.get(&req.exec_id).cloned())
+        let (bundle, exec, runtime, root) = self.with_task(&req.id, |t| {
+            (
+                t.bundle.clone(),
+                t.execs.get(&req.exec_id).cloned(),
+                t.runtime.clone(),
+                t.root.clone(),
+            )
         })?;
-        let runtime = runtime_binary();
         if req.exec_id.is_empty() {
-            berth(&runtime, &self.root(), &bundle, &["start", &req.id], None).map_err(internal)?;
+            berth(&runtime, &root, &bundle, &["start", &req.id], None).map_err(internal)?;
             let pid = self.with_task(&req.id, |t| {
                 t.started = true;
                 t.init.pid
@@ -607,7 +810,7 @@ impl shim::Task for Service {
             ];
             let r = berth(
                 &runtime,
-                &self.root(),
+                &root,
                 &bundle,
                 &args,
                 Some((null(), null(), null())),
@@ -622,7 +825,8 @@ impl shim::Task for Service {
             copy_console(&master, &exec);
             console = Some(master);
         } else {
-            let stdio = stdio_of(&exec).map_err(|e| internal(format!("open stdio: {e}")))?;
+            let stdio = stdio_of(&exec, &req.id, &self.namespace)
+                .map_err(|e| internal(format!("open stdio: {e}")))?;
             let args = [
                 "exec",
                 "--process",
@@ -632,7 +836,7 @@ impl shim::Task for Service {
                 &pf,
                 &req.id,
             ];
-            berth(&runtime, &self.root(), &bundle, &args, Some(stdio)).map_err(internal)?;
+            berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
         }
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .ok()

@@ -346,6 +346,99 @@ fn ctr_runs_containers_through_the_berth_shim() {
         "to-the-log\n"
     );
 
+    // --log-uri binary://: a logger process gets stdout and stderr as fds
+    // 3 and 4 and says it is ready by closing fd 5.
+    let logdir = c.dir.join("binlog");
+    std::fs::create_dir_all(&logdir).unwrap();
+    let logger = c.dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\n[ \"$1\" = dir ] || exit 2\nexec 5>&-\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID\" > \"$2/who\"\ncat <&3 > \"$2/out\" &\ncat <&4 > \"$2/err\" &\nwait\ntouch \"$2/done\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}?dir={}", logger.display(), logdir.display());
+    c.ctr_ok(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        rt,
+        img,
+        "binlogged",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logdir.join("done").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(logdir.join("out")).unwrap_or_default(),
+        "to-stdout\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(logdir.join("err")).unwrap_or_default(),
+        "to-stderr\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(logdir.join("who"))
+            .unwrap_or_default()
+            .trim(),
+        format!("{}/binlogged", c.namespace)
+    );
+
+    // --runtime-config-path (the CRI plugin's runtimeoptions): BinaryName
+    // and Root from the named file.
+    let wrapper = c.dir.join("wrapper.sh");
+    let berth_bin = Path::new(SHIM).with_file_name("berth");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}/wrapper.log\nexec {} \"$@\"\n",
+            c.dir.display(),
+            berth_bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let rt_root = c.dir.join("rtroot");
+    let rt_config = c.dir.join("berth-runtime.toml");
+    std::fs::write(
+        &rt_config,
+        format!(
+            "BinaryName = \"{}\"\nRoot = \"{}\"\n",
+            wrapper.display(),
+            rt_root.display()
+        ),
+    )
+    .unwrap();
+    let configured = c.ctr_ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        rt,
+        "--runtime-config-path",
+        rt_config.to_str().unwrap(),
+        img,
+        "configured",
+        "echo",
+        "via-config",
+    ]);
+    assert_eq!(configured.trim(), "via-config");
+    let calls = std::fs::read_to_string(c.dir.join("wrapper.log")).unwrap_or_default();
+    let want_root = format!("--root {}/{}", rt_root.display(), c.namespace);
+    assert!(
+        calls.contains(&want_root) && calls.contains("create") && calls.contains("delete"),
+        "{calls}"
+    );
+
     // kill --all.
     c.ctr_ok(&[
         "run",
