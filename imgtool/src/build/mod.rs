@@ -845,7 +845,8 @@ impl Builder<'_> {
                 args_used,
                 state.shell,
                 format!("{net:?}"),
-                mounts
+                mounts,
+                format!("{:?}", self.opts.compression)
             ]))
             .unwrap(),
         );
@@ -1134,7 +1135,8 @@ impl Builder<'_> {
                 from_id,
                 chown,
                 chmod,
-                heredocs
+                heredocs,
+                format!("{:?}", self.opts.compression)
             ]))
             .unwrap(),
         );
