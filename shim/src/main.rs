@@ -3,6 +3,8 @@
 //! containerd-shim crate; this crate drives `berth` through its runc
 //! command line.
 
+mod metrics_v2;
+mod oom;
 mod service;
 mod supervise;
 

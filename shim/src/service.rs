@@ -16,8 +16,8 @@ use containerd_shim as shim;
 use shim::api;
 use shim::monitor::{monitor_subscribe, Subject, Subscription, Topic};
 use shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskPaused, TaskResumed,
-    TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use shim::protos::protobuf::{MessageDyn, MessageField};
@@ -39,6 +39,9 @@ struct Proc {
     terminal: bool,
     /// The pty master of a terminal process.
     console: Option<Arc<OwnedFd>>,
+    /// Set by CloseIO: the stdin copier drains the fifo, then closes the
+    /// process's stdin so it reads EOF.
+    stdin_closed: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct Task {
@@ -471,9 +474,80 @@ fn binary_logger(uri: &str, id: &str, namespace: &str) -> std::io::Result<(File,
     Ok((File::from(out_w), File::from(err_w)))
 }
 
+/// The process's stdin: a pipe fed from containerd's stdin fifo by a
+/// thread, so that the process sees EOF when containerd's side closes the
+/// fifo or asks for CloseIO. The fifo is opened for reading without
+/// blocking; Linux reports POLLHUP on it only after a writer has come and
+/// gone, so a slow client does not cause an early EOF.
+fn stdin_pipe(fifo: &str) -> std::io::Result<(File, Arc<std::sync::atomic::AtomicBool>)> {
+    let src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(fifo)?;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fds from pipe2.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = closed.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut src, mut w) = (src, w);
+        let mut buf = [0u8; 32 << 10];
+        loop {
+            let mut pfds = [
+                libc::pollfd {
+                    fd: src.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: w.as_raw_fd(),
+                    events: 0,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: poll on fds we own.
+            unsafe { libc::poll(pfds.as_mut_ptr(), 2, 100) };
+            if pfds[1].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                return; // the process closed its stdin or is gone
+            }
+            let ready = pfds[0].revents;
+            if ready & libc::POLLIN != 0 {
+                match src.read(&mut buf) {
+                    Ok(0) => return, // every writer closed: EOF
+                    Ok(n) => {
+                        if w.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            } else if ready & libc::POLLHUP != 0 {
+                return;
+            }
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return; // CloseIO, and nothing left to copy
+            }
+        }
+    });
+    Ok((r, closed))
+}
+
 /// Opens a process's stdio fifos (containerd made them and holds their
 /// other ends); an empty path is /dev/null. O_RDWR never blocks on a fifo.
-fn stdio_of(p: &Proc, id: &str, namespace: &str) -> std::io::Result<(Stdio, Stdio, Stdio)> {
+type StdinCloser = Option<Arc<std::sync::atomic::AtomicBool>>;
+
+fn stdio_of(
+    p: &Proc,
+    id: &str,
+    namespace: &str,
+) -> std::io::Result<(Stdio, Stdio, Stdio, StdinCloser)> {
     let open = |path: &str| -> std::io::Result<File> {
         // `ctr run --log-uri file:///path`: output appended to a file.
         if let Some(file) = path.strip_prefix("file://") {
@@ -490,15 +564,21 @@ fn stdio_of(p: &Proc, id: &str, namespace: &str) -> std::io::Result<(Stdio, Stdi
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
     };
-    let stdin = open(&p.stdin)?;
+    let (stdin, closer): (Stdio, StdinCloser) = if p.stdin.is_empty() {
+        (open("")?.into(), None)
+    } else {
+        let (r, c) = stdin_pipe(&p.stdin)?;
+        (r.into(), Some(c))
+    };
     if p.stdout.starts_with("binary://") {
         let (out, err) = binary_logger(&p.stdout, id, namespace)?;
-        return Ok((stdin.into(), out.into(), err.into()));
+        return Ok((stdin, out.into(), err.into(), closer));
     }
     Ok((
-        stdin.into(),
+        stdin,
         open(&p.stdout)?.into(),
         open(&p.stderr)?.into(),
+        closer,
     ))
 }
 
@@ -727,8 +807,10 @@ impl shim::Task for Service {
             copy_console(&master, &init);
             init.console = Some(master);
         } else {
-            let stdio = stdio_of(&init, &req.id, &self.namespace)
+            let (i, o, e, closer) = stdio_of(&init, &req.id, &self.namespace)
                 .map_err(|e| internal(format!("open stdio: {e}")))?;
+            init.stdin_closed = closer;
+            let stdio = (i, o, e);
             let args = ["create", "--bundle", &b, "--pid-file", &pf, &req.id];
             berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
         }
@@ -783,6 +865,15 @@ impl shim::Task for Service {
             e.container_id = req.id.clone();
             e.pid = pid as u32;
             self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(e));
+            let (svc, cid) = (self.clone(), req.id.clone());
+            let watched = crate::oom::watch(pid, move || {
+                let mut e = TaskOOM::new();
+                e.container_id = cid.clone();
+                svc.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(e));
+            });
+            if let Err(e) = watched {
+                log::warn!("no OOM events for {}: {e}", req.id);
+            }
             return Ok(api::StartResponse {
                 pid: pid as u32,
                 ..Default::default()
@@ -793,6 +884,7 @@ impl shim::Task for Service {
         let pid_file = bundle.join(format!("exec-{}.pid", req.exec_id));
         let (s, pf) = (spec.display().to_string(), pid_file.display().to_string());
         let mut console = None;
+        let mut stdin_closed = None;
         if exec.terminal {
             let (sock, pending) = console_socket().map_err(internal)?;
             let cs = sock.display().to_string();
@@ -825,8 +917,10 @@ impl shim::Task for Service {
             copy_console(&master, &exec);
             console = Some(master);
         } else {
-            let stdio = stdio_of(&exec, &req.id, &self.namespace)
+            let (i, o, e, closer) = stdio_of(&exec, &req.id, &self.namespace)
                 .map_err(|e| internal(format!("open stdio: {e}")))?;
+            stdin_closed = closer;
+            let stdio = (i, o, e);
             let args = [
                 "exec",
                 "--process",
@@ -853,6 +947,7 @@ impl shim::Task for Service {
                 p.pid = pid;
                 p.exit = early.clone();
                 p.console = console;
+                p.stdin_closed = stdin_closed;
             }
             early
         };
@@ -1047,18 +1142,42 @@ impl shim::Task for Service {
         Ok(api::Empty::default())
     }
 
-    fn close_io(&self, _ctx: &TtrpcContext, _req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+    /// Ends the process's stdin (once what was written is delivered).
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        let closer = self.with_task(&req.id, |t| {
+            let p = if req.exec_id.is_empty() {
+                Some(&t.init)
+            } else {
+                t.execs.get(&req.exec_id)
+            };
+            p.and_then(|p| p.stdin_closed.clone())
+        })?;
+        if let Some(c) = closer {
+            c.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(api::Empty::default())
     }
 
     /// Metrics read straight from the container's cgroup, as the runc
-    /// shim does (cgroup v1 Metrics on v1 and hybrid hosts).
+    /// shim does: the cgroup v1 Metrics on v1 and hybrid hosts, the v2
+    /// Metrics on cgroup2 hosts.
     fn stats(
         &self,
         _ctx: &TtrpcContext,
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         let pid = self.with_task(&req.id, |t| t.init.pid)?;
+        if let Some(dir) = crate::metrics_v2::v2_dir(pid) {
+            let any = shim::protos::protobuf::well_known_types::any::Any {
+                type_url: "io.containerd.cgroups.v2.Metrics".into(),
+                value: crate::metrics_v2::encode(&dir),
+                ..Default::default()
+            };
+            return Ok(api::StatsResponse {
+                stats: MessageField::some(any),
+                ..Default::default()
+            });
+        }
         let metrics =
             shim::cgroup::collect_metrics(pid as u32).map_err(|e| internal(e.to_string()))?;
         let any =

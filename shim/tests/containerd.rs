@@ -439,6 +439,69 @@ fn ctr_runs_containers_through_the_berth_shim() {
         "{calls}"
     );
 
+    // An OOM kill in the container's memory cgroup becomes a TaskOOM event.
+    let events_log = c.dir.join("events.log");
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(&c.sock)
+        .args(["events"])
+        .stdout(std::fs::File::create(&events_log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = c.ctr(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "16777216",
+        "--runtime",
+        rt,
+        img,
+        "oomer",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "the hog was not killed: {}",
+        out(&o)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(&events_log).unwrap_or_default();
+        if seen.contains("/tasks/oom") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("/tasks/oom") && l.contains("oomer")),
+        "no TaskOOM event:\n{seen}"
+    );
+
+    // stdin reaches the process, and the end of ctr's stdin ends it, so
+    // `cat` exits.
+    let o = Command::new("timeout")
+        .args(["-k", "5", "30", "sh", "-c"])
+        .arg(format!(
+            "printf 'line one\\nline two\\n' | ctr -a {} -n {} run --rm --runtime {rt} {img} stdin-cat cat",
+            c.sock.display(),
+            c.namespace
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert_eq!(out(&o), "line one\nline two\n");
+
     // kill --all.
     c.ctr_ok(&[
         "run",
