@@ -117,8 +117,7 @@ fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
     std::thread::spawn(move || {
         let mut f = File::from(ifd);
         let mut buf = [0u8; 4096];
-        loop {
-            let Ok(n) = f.read(&mut buf) else { break };
+        while let Ok(n) = f.read(&mut buf) {
             // IN_IGNORED: the watch went away with the cgroup.
             let mut off = 0;
             let mut gone = false;
