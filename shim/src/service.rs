@@ -874,6 +874,7 @@ impl shim::Task for Service {
             if let Err(e) = watched {
                 log::warn!("no OOM events for {}: {e}", req.id);
             }
+            crate::trim::release_code_pages_soon();
             return Ok(api::StartResponse {
                 pid: pid as u32,
                 ..Default::default()
