@@ -502,6 +502,50 @@ fn ctr_runs_containers_through_the_berth_shim() {
     assert!(o.status.success(), "{}{}", out(&o), err(&o));
     assert_eq!(out(&o), "line one\nline two\n");
 
+    // Containers of one pod (same io.kubernetes.cri.sandbox-id) share a
+    // shim, as with the runc shim; it exits after the last one is deleted.
+    let pod = format!("pod-{}", std::process::id());
+    let ann = format!("io.kubernetes.cri.sandbox-id={pod}");
+    for id in ["pod-a", "pod-b"] {
+        c.ctr_ok(&[
+            "run",
+            "-d",
+            "--annotation",
+            &ann,
+            "--runtime",
+            rt,
+            img,
+            id,
+            "sleep",
+            "1000",
+        ]);
+    }
+    c.wait_for("pod-a", "RUNNING");
+    c.wait_for("pod-b", "RUNNING");
+    let shims = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("containerd-shim-berth-v2 -namespace {}", c.namespace),
+        ])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = out(&shims).lines().map(String::from).collect();
+    assert_eq!(pids.len(), 1, "one shim for the pod: {pids:?}");
+    for id in ["pod-a", "pod-b"] {
+        c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
+        c.wait_for(id, "STOPPED");
+        c.ctr_ok(&["task", "delete", id]);
+        c.ctr_ok(&["container", "rm", id]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{}", pids[0])).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&format!("/proc/{}", pids[0])).exists(),
+        "the pod's shim outlived its containers"
+    );
+
     // kill --all.
     c.ctr_ok(&[
         "run",
