@@ -503,3 +503,27 @@ fn zstd_and_uncompressed_layers_round_trip() {
         dst.ok(&["rm-bundle", b.to_str().unwrap()]);
     }
 }
+
+#[test]
+fn transient_errors_are_retried() {
+    let s = Scratch::new("retries");
+    let reg = Registry::start(&s, "none", &["--with-redirect-proxy", "--proxy-flaky", "3"]);
+    let src = Img::new(&s, "src");
+    src.import_busybox(&s, "busybox:test");
+    let r = format!("{}/flaky/bb:1", reg.host);
+    src.ok(&["tag", "busybox:test", &r]);
+    src.ok(&["push", &r]);
+    // Every blob answers 503, 429, 503 before it is served.
+    let dst = Img::new(&s, "dst");
+    let pulled = format!("{}/flaky/bb:1", reg.proxy.clone().unwrap());
+    dst.ok(&["pull", &pulled]);
+    let log = reg.log("proxy-requests.log");
+    assert!(
+        log.contains("\"status\": 503") && log.contains("\"status\": 429"),
+        "{log}"
+    );
+    assert_eq!(
+        inspect(&dst, &pulled)["digest"],
+        inspect(&src, &r)["digest"]
+    );
+}

@@ -109,6 +109,42 @@ fn commit_export_save_and_load() {
     assert!(sk.status.success(), "skopeo: {}", text(&sk));
     let sk: serde_json::Value = serde_json::from_slice(&sk.stdout).unwrap();
     assert_eq!(sk["Layers"].as_array().unwrap().len(), 2);
+    // podman (vfs storage, private roots) loads it as docker would.
+    let pod = s.path("podman");
+    // podman wants a short runroot.
+    let runroot = std::path::PathBuf::from(format!("/tmp/bp{}", std::process::id()));
+    let podman = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["120", "podman", "--root"])
+            .arg(pod.join("root"))
+            .arg("--runroot")
+            .arg(&runroot)
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = podman(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(o.status.success(), "podman load: {}", text(&o));
+    let o = podman(&["images", "--format", "{{.ID}} {{.Tag}}"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    let config_id = inspect(&img, "busybox:committed")["manifest"]["config"]["digest"]
+        .as_str()
+        .unwrap()[7..19]
+        .to_string();
+    let _ = std::fs::remove_dir_all(&runroot);
+    assert!(
+        listed.contains(&format!("{config_id} committed")),
+        "{listed}"
+    );
+
     let other = Img::new(&s, "other");
     let out = other.ok(&["load", "-i", saved.to_str().unwrap()]);
     assert!(

@@ -72,6 +72,9 @@ class Config:
     proxy_port = None
     blobstore_port = None
     allow_blobstore_auth = False
+    flaky = 0
+    flaky_seen = {}
+    flaky_lock = threading.Lock()
     upstream_auth = None  # (user, password)
     log_file = None
     log_lock = threading.Lock()
@@ -309,6 +312,16 @@ class Handler(BaseHTTPRequestHandler):
     def _blobstore(self, path_only):
         entry = self._entry("blobstore")
         conn = None
+        # --flaky N: the first N fetches of each blob fail the way busy
+        # storage does (503, then 429 with Retry-After), to exercise retries.
+        with Config.flaky_lock:
+            seen = Config.flaky_seen.get(path_only, 0)
+            Config.flaky_seen[path_only] = seen + 1
+        if self.command == "GET" and seen < Config.flaky:
+            entry["status"] = 503 if seen % 2 == 0 else 429
+            self._simple(entry["status"], "try again\n", headers=[("Retry-After", "0")])
+            log_entry(entry)
+            return
         try:
             if self._has_body():
                 for _ in self._body_chunks():
@@ -443,7 +456,10 @@ def main():
                    help="do not reject blobstore requests carrying Authorization")
     p.add_argument("--upstream-auth", metavar="USER:PASSWORD",
                    help="credentials the blobstore uses to read from the upstream")
+    p.add_argument("--flaky", type=int, default=0,
+                   help="fail the first N GETs of each blob with 503/429")
     args = p.parse_args()
+    Config.flaky = args.flaky
     if args.upstream_auth:
         u, _, pw = args.upstream_auth.partition(":")
         Config.upstream_auth = (u, pw)

@@ -358,7 +358,8 @@ def cmd_start(a):
                        "--listen-port-file", port_file,
                        "--log", os.path.join(d, "proxy-requests.log")]
                       + (["--upstream-auth", "%s:%s" % (a.user, a.password)]
-                         if a.mode != "none" else []), d, log, log)
+                         if a.mode != "none" else [])
+                      + (["--flaky", str(a.proxy_flaky)] if a.proxy_flaky else []), d, log, log)
             procs.append(p)
             pport = wait_port_file(port_file, p, a.timeout, "redirect proxy")
             proxy_addr = "127.0.0.1:%d" % pport
@@ -455,6 +456,8 @@ def main():
     s.add_argument("--password")
     s.add_argument("--anonymous-pull", action="store_true")
     s.add_argument("--with-redirect-proxy", action="store_true")
+    s.add_argument("--proxy-flaky", type=int, default=0,
+                   help="the proxy's blob store fails the first N GETs of each blob (503/429)")
     s.add_argument("--key-id-method", choices=["x5c", "kid"], default="x5c")
     s.add_argument("--watch-pid", type=int)
     s.add_argument("--timeout", type=float, default=30.0)
