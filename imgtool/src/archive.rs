@@ -366,41 +366,13 @@ pub fn commit(
     };
     let (manifest, mut config) = store.load(&base)?;
     // Mount points the runtime made that the image did not have.
-    let exclude: HashSet<PathBuf> = [
-        "proc",
-        "sys",
-        "dev",
-        "etc/hosts",
-        "etc/hostname",
-        "etc/resolv.conf",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .filter(|p| !image_has(store, &config.rootfs.diff_ids, p))
-    .collect();
+    let exclude: HashSet<PathBuf> = diff::RUNTIME_STUBS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| !image_has(store, &config.rootfs.diff_ids, p))
+        .collect();
     let upper = bundle_dir.join(".overlay/upper");
-    let tmp = store.tmp_dir().join(unique_name("commit-"));
-    let result = (|| {
-        let f = File::create(&tmp).context(|| format!("create {}", tmp.display()))?;
-        let mut w = io::BufWriter::new(f);
-        diff::write_layer(
-            &upper,
-            &mut w,
-            &diff::DiffOptions {
-                exclude,
-                epoch: diff::source_date_epoch(),
-            },
-        )
-        .context(|| format!("diff {}", upper.display()))?;
-        w.flush().context(|| format!("write {}", tmp.display()))?;
-        drop(w);
-        store_layer(
-            store,
-            BufReader::new(File::open(&tmp).context(|| format!("open {}", tmp.display()))?),
-        )
-    })();
-    let _ = fs::remove_file(&tmp);
-    let (desc, diff_id) = result?;
+    let (desc, diff_id) = diff::store_diff(store, &upper, exclude, Compression::Gzip)?;
     config.rootfs.diff_ids.push(diff_id);
     config.created = Some(created_time());
     config.history.push(History {

@@ -585,18 +585,7 @@ fn run(cli: Cli) -> Result<()> {
             let store = Store::open(root, Access::Shared)?;
             let r = parse_ref(&reference)?;
             let name = r.to_string();
-            let rec = match store.image(&name)? {
-                Some(rec) => rec,
-                None => pull::pull(
-                    &store,
-                    &r,
-                    &pull::PullOptions {
-                        platform: Platform::host(),
-                        plain_http: false,
-                        progress: Progress::new(false),
-                    },
-                )?,
-            };
+            let rec = pull::ensure(&store, &r, Platform::host(), false)?;
             let dir = bundle::create(&store, &name, &rec, &dir, &opts)?;
             writeln!(out, "{}", dir.display())?;
         }
@@ -691,18 +680,7 @@ fn run(cli: Cli) -> Result<()> {
             let store = Store::open(root, Access::Shared)?;
             let r = parse_ref(&reference)?;
             let image = r.to_string();
-            let rec = match store.image(&image)? {
-                Some(rec) => rec,
-                None => pull::pull(
-                    &store,
-                    &r,
-                    &pull::PullOptions {
-                        platform: Platform::host(),
-                        plain_http: false,
-                        progress: Progress::new(false),
-                    },
-                )?,
-            };
+            let rec = pull::ensure(&store, &r, Platform::host(), false)?;
             let cs = containers(&store, cli.runtime.as_deref())?;
             let c = cs.create(name.as_deref(), &image, &rec, &opts, detach, rm)?;
             if detach {

@@ -212,6 +212,28 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
     Ok(record)
 }
 
+/// The image `reference` from the store, pulled first if it is not there
+/// (as `docker run` and `FROM` do).
+pub fn ensure(
+    store: &Store,
+    reference: &Reference,
+    platform: Platform,
+    quiet: bool,
+) -> Result<ImageRecord> {
+    match store.image(&reference.to_string())? {
+        Some(rec) => Ok(rec),
+        None => pull(
+            store,
+            reference,
+            &PullOptions {
+                platform,
+                plain_http: false,
+                progress: Progress::new(quiet),
+            },
+        ),
+    }
+}
+
 /// Makes sure the store has layer `desc`: its blob, and its unpacked tree.
 pub fn fetch_layer(
     store: &Store,

@@ -268,43 +268,32 @@ impl Registry {
                 q.append_pair("scope", s);
             }
         }
-        let mut attempt = 0;
-        let resp = loop {
-            let mut req = self.agent.get(url.as_str());
-            if let Some(c) = &self.credentials {
-                req = req.set("Authorization", &basic(c));
+        let what = format!("token server {realm}");
+        let resp = match self.call_plain(&what, || {
+            let req = self.agent.get(url.as_str());
+            match &self.credentials {
+                Some(c) => req.set("Authorization", &basic(c)),
+                None => req,
             }
-            match req.call() {
-                Ok(r) => break r,
-                Err(ureq::Error::Status(401, _)) => {
-                    return Err(Error::Unauthorized(format!(
-                        "{}: {}",
-                        self.host,
-                        if self.credentials.is_some() {
-                            "incorrect username or password"
-                        } else {
-                            "authentication required"
-                        }
-                    )))
-                }
-                Err(ureq::Error::Status(code, r)) if transient(code) && attempt + 1 < ATTEMPTS => {
-                    backoff(attempt, r.header("retry-after"));
-                }
-                Err(ureq::Error::Status(code, r)) => {
-                    return Err(Error::Registry(format!(
-                        "token server {realm}: {code} {}",
-                        error_detail(r)
-                    )))
-                }
-                Err(ureq::Error::Transport(t)) if attempt + 1 < ATTEMPTS => {
-                    tracing::debug!("token server {realm}: {t}, retrying");
-                    backoff(attempt, None);
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(Error::Registry(format!("token server {realm}: {t}")))
-                }
+        })? {
+            Ok(r) => r,
+            Err((401, _)) => {
+                return Err(Error::Unauthorized(format!(
+                    "{}: {}",
+                    self.host,
+                    if self.credentials.is_some() {
+                        "incorrect username or password"
+                    } else {
+                        "authentication required"
+                    }
+                )))
             }
-            attempt += 1;
+            Err((code, r)) => {
+                return Err(Error::Registry(format!(
+                    "{what}: {code} {}",
+                    error_detail(r)
+                )))
+            }
         };
         let mut text = String::new();
         let _ = resp.into_reader().take(1 << 20).read_to_string(&mut text);
@@ -470,29 +459,43 @@ impl Registry {
 
     /// A GET without credentials (redirect targets), with retries.
     fn get_plain(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response> {
+        let what = format!("GET {url}");
+        match self.call_plain(&what, || {
+            headers
+                .iter()
+                .fold(self.agent.get(url), |req, (k, v)| req.set(k, v))
+        })? {
+            Ok(r) => Ok(r),
+            Err((code, r)) => Err(Error::Registry(format!(
+                "{what}: {code} {}",
+                error_detail(r)
+            ))),
+        }
+    }
+
+    /// Sends a request that carries no registry credentials (token
+    /// servers, blob storage), retrying connection errors and transient
+    /// statuses; other error statuses come back for the caller to name.
+    fn call_plain(
+        &self,
+        what: &str,
+        request: impl Fn() -> ureq::Request,
+    ) -> Result<std::result::Result<Response, (u16, Response)>> {
         let mut attempt = 0;
         loop {
-            let mut req = self.agent.get(url);
-            for (k, v) in headers {
-                req = req.set(k, v);
-            }
-            match req.call() {
-                Ok(r) => return Ok(r),
+            match request().call() {
+                Ok(r) => return Ok(Ok(r)),
                 Err(ureq::Error::Status(code, r)) if transient(code) && attempt + 1 < ATTEMPTS => {
+                    tracing::debug!("{what}: {code}, retrying");
                     backoff(attempt, r.header("retry-after"));
                 }
-                Err(ureq::Error::Status(code, r)) => {
-                    return Err(Error::Registry(format!(
-                        "GET {url}: {code} {}",
-                        error_detail(r)
-                    )))
-                }
+                Err(ureq::Error::Status(code, r)) => return Ok(Err((code, r))),
                 Err(ureq::Error::Transport(t)) if attempt + 1 < ATTEMPTS => {
-                    tracing::debug!("GET {url}: {t}, retrying");
+                    tracing::debug!("{what}: {t}, retrying");
                     backoff(attempt, None);
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(Error::Registry(format!("GET {url}: {t}")))
+                    return Err(Error::Registry(format!("{what}: {t}")))
                 }
             }
             attempt += 1;

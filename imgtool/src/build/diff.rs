@@ -199,3 +199,45 @@ pub fn source_date_epoch() -> Option<i64> {
         .ok()
         .and_then(|v| v.parse().ok())
 }
+
+/// Mount points a runtime creates in a rootfs (for its own mounts and the
+/// bind-mounted /etc files): left out of a layer when the image lacked them.
+pub const RUNTIME_STUBS: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+];
+
+/// Stores the changes in `upper` as a layer blob (through a scratch tar in
+/// the store, so big layers do not sit in memory).
+pub fn store_diff(
+    store: &crate::store::Store,
+    upper: &Path,
+    exclude: HashSet<PathBuf>,
+    compression: crate::image::Compression,
+) -> crate::error::Result<(crate::image::Descriptor, crate::digest::Digest)> {
+    use crate::error::Context;
+    let tmp = store.tmp_dir().join(crate::store::unique_name("diff-"));
+    let result = (|| {
+        let f = fs::File::create(&tmp).context(|| format!("create {}", tmp.display()))?;
+        let mut w = io::BufWriter::new(f);
+        write_layer(
+            upper,
+            &mut w,
+            &DiffOptions {
+                exclude,
+                epoch: source_date_epoch(),
+            },
+        )
+        .context(|| format!("diff {}", upper.display()))?;
+        w.flush().context(|| format!("write {}", tmp.display()))?;
+        drop(w);
+        let f = fs::File::open(&tmp).context(|| format!("open {}", tmp.display()))?;
+        crate::import::store_layer_with(store, io::BufReader::new(f), compression)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}

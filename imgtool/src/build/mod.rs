@@ -21,7 +21,6 @@ pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -33,9 +32,8 @@ use crate::error::{Context, Error, Result};
 use crate::image::{
     media, Compression, Descriptor, History, ImageConfig, Platform, RootFs, RunConfig,
 };
-use crate::import::{created_time, store_image, store_layer_with};
+use crate::import::{created_time, store_image};
 use crate::overlay::{self, Overlay};
-use crate::progress::Progress;
 use crate::pull::{self, unpack_blob};
 use crate::reference::Reference;
 use crate::store::{remove_tree, unique_name, ImageRecord, Store};
@@ -488,18 +486,7 @@ impl Builder<'_> {
             }
             None => Platform::host(),
         };
-        let record = match self.store.image(&r.to_string())? {
-            Some(rec) => rec,
-            None => pull::pull(
-                self.store,
-                &r,
-                &pull::PullOptions {
-                    platform,
-                    plain_http: false,
-                    progress: Progress::new(self.opts.quiet),
-                },
-            )?,
-        };
+        let record = pull::ensure(self.store, &r, platform, self.opts.quiet)?;
         let (manifest, config) = self.store.load(&record)?;
         let layers = manifest
             .layers
@@ -588,30 +575,8 @@ impl Builder<'_> {
 
     /// Turns the upper dir of a finished step into a stored layer.
     fn commit(&self, m: &Mounted, exclude: HashSet<PathBuf>) -> Result<(Descriptor, Digest)> {
-        let tar_path = self.work.join(unique_name("layer-")).with_extension("tar");
-        {
-            let f =
-                fs::File::create(&tar_path).context(|| format!("create {}", tar_path.display()))?;
-            let mut w = std::io::BufWriter::new(f);
-            diff::write_layer(
-                &m.upper(),
-                &mut w,
-                &diff::DiffOptions {
-                    exclude,
-                    epoch: diff::source_date_epoch(),
-                },
-            )
-            .context(|| format!("diff {}", m.upper().display()))?;
-            w.flush()
-                .context(|| format!("write {}", tar_path.display()))?;
-        }
-        let f = fs::File::open(&tar_path).context(|| format!("open {}", tar_path.display()))?;
-        let (desc, diff_id) = store_layer_with(
-            self.store,
-            std::io::BufReader::new(f),
-            self.opts.compression,
-        )?;
-        let _ = fs::remove_file(&tar_path);
+        let (desc, diff_id) =
+            diff::store_diff(self.store, &m.upper(), exclude, self.opts.compression)?;
         if !self.store.has_layer(&diff_id) {
             unpack_blob(self.store, &desc, &diff_id)?;
         }
@@ -883,14 +848,7 @@ impl Builder<'_> {
 
         // Mount points the runtime creates that the image lacks stay out of
         // the layer.
-        let stub_candidates = [
-            "proc",
-            "sys",
-            "dev",
-            "etc/hosts",
-            "etc/hostname",
-            "etc/resolv.conf",
-        ];
+        let stub_candidates = diff::RUNTIME_STUBS;
         let mut exclude: HashSet<PathBuf> = stub_candidates
             .iter()
             .filter(|p| fs::symlink_metadata(merged.join(p)).is_err())

@@ -40,13 +40,7 @@ pub fn run_bundle(runtime: &Path, state_root: &Path, bundle: &Path, id: &str) ->
         .map_err(|e| Error::Other(format!("run {}: {e}", runtime.display())))?;
     // A container that outlived a failed run (the runtime was killed) must
     // not linger.
-    let _ = Command::new(runtime)
-        .arg("--root")
-        .arg(state_root)
-        .args(["delete", "--force", id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    force_delete(runtime, state_root, id);
     Ok(status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
@@ -73,14 +67,19 @@ pub fn reap_stale(runtime: &Path, state_root: &Path) {
             .and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = Command::new(runtime)
-                    .arg("--root")
-                    .arg(state_root)
-                    .args(["delete", "--force", id])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                force_delete(runtime, state_root, id);
             }
         }
     }
+}
+
+/// `berth delete --force ID`, quietly: the container may be gone already.
+fn force_delete(runtime: &Path, state_root: &Path, id: &str) {
+    let _ = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["delete", "--force", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
