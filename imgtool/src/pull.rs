@@ -286,17 +286,35 @@ pub fn fetch_layer(
 /// Copies what it reads into the ingest file and hashes it.
 struct Tee<'a, R> {
     inner: R,
-    file: &'a File,
+    /// Network reads come in small pieces; the file gets large writes.
+    file: io::BufWriter<&'a File>,
     hasher: Hasher,
     count: u64,
     bar: &'a ProgressBar,
 }
 
+impl<'a, R> Tee<'a, R> {
+    fn new(inner: R, file: &'a File, hasher: Hasher, count: u64, bar: &'a ProgressBar) -> Self {
+        Tee {
+            inner,
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            hasher,
+            count,
+            bar,
+        }
+    }
+
+    /// Writes out what is buffered, so the ingest file holds every byte
+    /// hashed so far.
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut f = self.file;
-        f.write_all(&buf[..n])?;
+        self.file.write_all(&buf[..n])?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         self.bar.inc(n as u64);
@@ -331,13 +349,13 @@ fn stream(
     bar: &ProgressBar,
 ) -> Result<()> {
     let resp = reg.get_following(&blob_path(repo, &desc.digest), &[scope(repo, false)], &[])?;
-    let tee = Tee {
-        inner: resp.into_reader(),
-        file: &ingest.file,
-        hasher: Hasher::new(desc.digest.algorithm()),
-        count: 0,
+    let tee = Tee::new(
+        resp.into_reader(),
+        &ingest.file,
+        Hasher::new(desc.digest.algorithm()),
+        0,
         bar,
-    };
+    );
     let mut buf = BufReader::with_capacity(256 << 10, tee);
     let tmp = store.new_layer_tmp()?;
     let unpacked = (|| -> std::result::Result<Digest, UnpackError> {
@@ -349,8 +367,11 @@ fn stream(
     })();
     // Hash to the end even when decoding failed part way: a wrong blob must
     // be reported as the digest mismatch it is, not as a decode error.
-    let drained = io::copy(&mut buf, &mut io::sink());
-    let tee = buf.into_inner();
+    let drained = io::copy(&mut buf, &mut io::sink()).map(|_| ());
+    let mut tee = buf.into_inner();
+    // Bytes the network delivered are kept even when the download broke
+    // off: the next pull resumes after them.
+    let drained = drained.and(tee.flush());
     let (actual, count) = (tee.hasher.finish(), tee.count);
     if let Err(e) = drained {
         remove_tree(&tmp);
@@ -446,14 +467,9 @@ fn resume(
             .seek(SeekFrom::Start(0))
             .context(|| format!("seek {}", ingest.path.display()))?;
     }
-    let mut tee = Tee {
-        inner: resp.into_reader(),
-        file: &ingest.file,
-        hasher,
-        count,
-        bar,
-    };
+    let mut tee = Tee::new(resp.into_reader(), &ingest.file, hasher, count, bar);
     io::copy(&mut tee, &mut io::sink())
+        .and_then(|_| tee.flush())
         .map_err(|e| Error::Registry(format!("download of {} interrupted: {e}", desc.digest)))?;
     let (actual, count) = (tee.hasher.finish(), tee.count);
     if actual != desc.digest || count != desc.size {

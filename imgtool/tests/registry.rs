@@ -527,3 +527,34 @@ fn transient_errors_are_retried() {
         inspect(&src, &r)["digest"]
     );
 }
+
+#[test]
+fn progress_bars_on_a_terminal_quiet_in_pipes() {
+    let s = Scratch::new("progress");
+    let reg = Registry::start(&s, "none", &[]);
+    let src = Img::new(&s, "src");
+    src.import_busybox(&s, "busybox:test");
+    let r = format!("{}/p/bb:1", reg.host);
+    src.ok(&["tag", "busybox:test", &r]);
+    src.ok(&["push", &r]);
+    // In a pipe: status lines only.
+    let piped = Img::new(&s, "piped");
+    let o = piped.run(&["pull", &r]);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
+    // On a terminal (script(1) gives the command a pty): a bar per layer.
+    let tty = Img::new(&s, "tty");
+    let cmd = format!("{} --root {} pull {r}", BERTH_IMG, tty.root.display());
+    let o = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("REGISTRY_AUTH_FILE", &tty.auth)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    let layer = layer_digest(&src, &r);
+    assert!(
+        screen.contains(&layer[7..19]) && screen.contains("done"),
+        "{screen}"
+    );
+}

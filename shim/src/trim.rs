@@ -4,7 +4,10 @@
 //! shim only waits; handing those clean, file-backed pages back to the page
 //! cache (MADV_PAGEOUT, Linux 5.4+) keeps the shim small, and the next rpc
 //! faults in what it needs from the cache. Pages other processes also map
-//! (libc, another shim's text) are left alone by the kernel.
+//! (libc, another shim's text) stay in the page cache either way; the
+//! shim only drops its own references to their text (MADV_DONTNEED on
+//! executable mappings, which are never written, so nothing is lost) and
+//! faults back in the little an rpc needs.
 
 /// Pages out this program's read-only mappings once the rpcs that follow a
 /// start (State, Wait, event publishing) have run.
