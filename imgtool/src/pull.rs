@@ -177,6 +177,7 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
         .collect();
     let next = Mutex::new(0usize);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let downloaded: Mutex<Vec<(crate::store::Ingest, Digest)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..PARALLEL.min(jobs.len()) {
             s.spawn(|| loop {
@@ -189,13 +190,26 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
                     *n - 1
                 };
                 let (desc, diff_id) = jobs[i];
-                if let Err(e) = fetch_layer(store, &reg, repo, desc, diff_id, &opts.progress) {
-                    first_error.lock().unwrap().get_or_insert(e);
-                    return;
+                match fetch_layer(store, &reg, repo, desc, diff_id, &opts.progress) {
+                    Ok(Some(ingest)) => downloaded
+                        .lock()
+                        .unwrap()
+                        .push((ingest, desc.digest.clone())),
+                    Ok(None) => {}
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(e);
+                        return;
+                    }
                 }
             });
         }
     });
+    // Verified downloads are flushed and published once all layers are in:
+    // syncing each while the others unpack would stall every file creation
+    // behind the journal commit. Their layers are unpacked already.
+    for (ingest, digest) in downloaded.into_inner().unwrap() {
+        store.commit_ingest(&ingest, &digest)?;
+    }
     if let Some(e) = first_error.into_inner().unwrap() {
         return Err(e);
     }
@@ -234,7 +248,9 @@ pub fn ensure(
     }
 }
 
-/// Makes sure the store has layer `desc`: its blob, and its unpacked tree.
+/// Makes sure the store has layer `desc`: its unpacked tree, and its blob
+/// (returned as a verified download for the caller to commit, when it
+/// was streamed).
 pub fn fetch_layer(
     store: &Store,
     reg: &Registry,
@@ -242,10 +258,10 @@ pub fn fetch_layer(
     desc: &Descriptor,
     diff_id: &Digest,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<Option<crate::store::Ingest>> {
     let label = desc.digest.short().to_string();
     if store.has_blob(&desc.digest) && store.has_layer(diff_id) {
-        return Ok(());
+        return Ok(None);
     }
     let bar = progress.bar(&label, desc.size);
     let result = (|| {
@@ -255,7 +271,7 @@ pub fn fetch_layer(
                 bar.set_message("unpacking");
                 unpack_blob(store, desc, diff_id)?;
             }
-            return Ok(());
+            return Ok(None);
         };
         let existing = ingest
             .file
@@ -265,7 +281,8 @@ pub fn fetch_layer(
         if existing > 0 && existing < desc.size {
             resume(store, reg, repo, desc, &ingest, existing, &bar)?;
             bar.set_message("unpacking");
-            return unpack_blob(store, desc, diff_id);
+            unpack_blob(store, desc, diff_id)?;
+            return Ok(None);
         }
         if existing > 0 {
             // Complete or overlong: start over, it was never verified.
@@ -274,10 +291,11 @@ pub fn fetch_layer(
                 .set_len(0)
                 .context(|| format!("truncate {}", ingest.path.display()))?;
         }
-        stream(store, reg, repo, desc, diff_id, &ingest, &bar)
+        stream(store, reg, repo, desc, diff_id, &ingest, &bar)?;
+        Ok(Some(ingest))
     })();
     match &result {
-        Ok(()) => bar.finish_with_message("done"),
+        Ok(_) => bar.finish_with_message("done"),
         Err(_) => bar.abandon_with_message("failed"),
     }
     result
@@ -408,10 +426,7 @@ fn stream(
             layer: desc.digest.to_string(),
             detail: format!("uncompressed content: digest mismatch: expected {diff_id}, got {d}"),
         }),
-        Ok(_) => {
-            store.commit_ingest(ingest, &desc.digest)?;
-            store.commit_layer(&tmp, diff_id)
-        }
+        Ok(_) => store.commit_layer(&tmp, diff_id),
     }
 }
 

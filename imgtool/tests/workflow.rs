@@ -250,6 +250,45 @@ fn containers_run_exec_logs_cp_stop_rm() {
     assert!(!img.ok(&["ps", "-a"]).contains(&name));
     assert!(img.fail(&["logs", &name]).contains("No such container"));
 
+    // logs -f follows a detached container until it exits.
+    let follower = format!("f{}", std::process::id());
+    img.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &follower,
+        "busybox:test",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo tick $i; sleep 0.2; done",
+    ]);
+    let o = img.cmd(&["logs", "-f", &follower]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tick 1\ntick 2\ntick 3\n",
+        "{}",
+        text(&o)
+    );
+    assert!(img.ok(&["ps", "-a"]).contains("Exited (0)"));
+    img.ok(&["rm", &follower]);
+
+    // A terminal: `run -t` under script(1), which gives it a pty.
+    let cmd = format!(
+        "{} --root {} run --rm -t busybox:test sh -c 'tty; echo $TERM'",
+        BERTH_IMG,
+        img.root.display()
+    );
+    let o = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        screen.contains("/dev/pts/") && screen.contains("xterm"),
+        "{screen}"
+    );
+
     // Foreground run: the container's status is ours; --rm cleans up.
     let o = img
         .cmd(&[
