@@ -2,6 +2,16 @@
 //! is a thin command line over [`commands`]; see ARCHITECTURE.md for the
 //! process model.
 
+/// `println!` that does not panic when stdout is a closed pipe
+/// (`berth list | head -1`): output that nobody reads is dropped.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod attributes;
 pub mod capabilities;
 pub mod cgroups;

@@ -339,7 +339,7 @@ fn mark_exec_command(args: Vec<String>) -> Vec<String> {
 fn main() {
     let cli = Cli::parse_from(mark_exec_command(std::env::args().collect()));
     if cli.version {
-        println!("{}", version());
+        berth::outln!("{}", version());
         return;
     }
     let format = match cli.log_format {

@@ -609,8 +609,14 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
 
 /// The last step: umask and execve.
 pub fn exec_program(p: &Program) -> Result<std::convert::Infallible> {
-    // SAFETY: umask never fails.
-    unsafe { libc::umask(p.umask as libc::mode_t) };
+    // SAFETY: umask never fails; signal() with SIG_DFL is always valid.
+    unsafe {
+        libc::umask(p.umask as libc::mode_t);
+        // Rust ignores SIGPIPE in its programs and execve keeps ignored
+        // signals: the container's program must start with the default,
+        // as it does under runc.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
     Err(Error::sys(
         format!(

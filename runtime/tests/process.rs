@@ -200,3 +200,19 @@ fn socket_activation_fds_are_passed_on() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out), "1 1\nactivated\n");
 }
+
+/// The program starts with SIGPIPE at its default and an empty signal
+/// mask, as under runc (Rust ignores SIGPIPE, and execve would keep that;
+/// other ignored signals are the caller's and pass through, as with runc).
+#[test]
+fn sigpipe_is_not_ignored() {
+    let mut env = Env::new("proc-signals");
+    env.sh("grep -E '^Sig(Ign|Blk)' /proc/self/status");
+    let out = env.run_ok();
+    let field = |name: &str| {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(field("SigBlk:"), 0, "{out}");
+    assert_eq!(field("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
+}

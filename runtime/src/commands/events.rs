@@ -47,7 +47,7 @@ pub fn events(g: &Global, id: &str, stats_once: bool, interval: Duration) -> Res
         if !data.is_null() {
             ev["data"] = data;
         }
-        println!("{ev}");
+        crate::outln!("{ev}");
     };
     if stats_once {
         emit("stats", cgroup.stats(&layout));

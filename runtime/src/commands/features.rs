@@ -96,6 +96,6 @@ pub fn features() -> Result<()> {
         },
     });
     let out = serde_json::to_string_pretty(&f).map_err(|e| Error::Other(e.to_string()))?;
-    println!("{out}");
+    crate::outln!("{out}");
     Ok(())
 }

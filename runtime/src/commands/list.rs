@@ -27,7 +27,7 @@ pub fn list(g: &Global, quiet: bool, json: bool) -> Result<()> {
     views.sort_by(|a, b| a.id.cmp(&b.id));
     if quiet {
         for v in &views {
-            println!("{}", v.id);
+            crate::outln!("{}", v.id);
         }
         return Ok(());
     }
@@ -38,7 +38,7 @@ pub fn list(g: &Global, quiet: bool, json: bool) -> Result<()> {
         } else {
             serde_json::to_string(&views).map_err(|e| Error::Other(e.to_string()))?
         };
-        println!("{out}");
+        crate::outln!("{out}");
         return Ok(());
     }
     let rows: Vec<[String; 6]> = views
@@ -70,7 +70,7 @@ pub fn list(g: &Global, quiet: bool, json: bool) -> Result<()> {
                 line.push_str(&format!("{cell:<w$}", w = widths[i] + 4));
             }
         }
-        println!("{line}");
+        crate::outln!("{line}");
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ pub fn ps(g: &Global, id: &str, json: bool, ps_args: &[String]) -> Result<()> {
     let c = Container::load(&g.root, id)?;
     let pids = c.cgroup().pids(&c.layout);
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string(&pids).map_err(|e| Error::Other(e.to_string()))?
         );
@@ -40,14 +40,14 @@ pub fn ps(g: &Global, id: &str, json: bool, ps_args: &[String]) -> Result<()> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| Error::Other("ps: no PID column in its output".into()))?;
-    println!("{header}");
+    crate::outln!("{header}");
     for line in lines {
         let pid: Option<i32> = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
     Ok(())

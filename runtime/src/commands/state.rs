@@ -45,6 +45,6 @@ pub fn state(g: &Global, id: &str) -> Result<()> {
     let c = Container::load(&g.root, id)?;
     let view = StateView::new(&c.state, status_of(&c.dir.path, &c.state, &c.layout));
     let json = serde_json::to_string_pretty(&view).map_err(|e| Error::Other(e.to_string()))?;
-    println!("{json}");
+    crate::outln!("{json}");
     Ok(())
 }
