@@ -18,7 +18,8 @@ pub fn release_code_pages_soon() {
     });
 }
 
-/// Pages out this program's read-only mappings.
+/// Pages out this program's read-only mappings and drops the resident
+/// text of every library it maps.
 pub fn release_code_pages() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
@@ -28,11 +29,11 @@ pub fn release_code_pages() {
         return;
     };
     for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(range), Some(perms), Some(path)) = (f.first(), f.get(1), f.get(5)) else {
             continue;
         };
-        if perms.contains('w') || line.split_whitespace().nth(5) != Some(exe.as_str()) {
+        if perms.contains('w') || !path.starts_with('/') {
             continue;
         }
         let Some((a, b)) = range.split_once('-') else {
@@ -41,8 +42,18 @@ pub fn release_code_pages() {
         let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
             continue;
         };
-        // SAFETY: advice on a mapping of our own executable; MADV_PAGEOUT
-        // never changes its contents, only whether they are resident.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_PAGEOUT) };
+        let advice = if *perms == "r-xp" {
+            // Text is never written: dropping our references loses nothing.
+            libc::MADV_DONTNEED
+        } else if *path == exe {
+            // Read-only data may hold relocated (private, dirty) pages,
+            // which PAGEOUT leaves alone; it only reclaims clean ones.
+            libc::MADV_PAGEOUT
+        } else {
+            continue;
+        };
+        // SAFETY: advice on file mappings of our own process that are not
+        // writable; neither advice changes what a later access reads.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, advice) };
     }
 }

@@ -64,13 +64,25 @@ pub fn cases() -> Vec<Case> {
             expect_eq("cwd", &c.run_ok()?, "/srv/work\n")
         }),
         case("process/cwd-missing-is-not-run-elsewhere", |c| {
-            // The spec is silent on a missing cwd: runc makes it, berth
-            // refuses. Either way the program must never run elsewhere.
+            // The spec is silent on a missing cwd: runc, crun and berth
+            // make it. Whatever a runtime does, the program must never run
+            // elsewhere.
             c.set("/process/cwd", json!("/no/such/dir"));
             c.sh("pwd");
             let out = c.run()?;
             check(out.code != 0 || out.stdout == "/no/such/dir\n", || {
                 format!("ran in {:?}", out.stdout)
+            })
+        }),
+        case("process/sigpipe-default", |c| {
+            // A runtime written in a language that ignores SIGPIPE must not
+            // hand that to the container: `yes | head` would never end.
+            c.sh("cat /proc/self/status");
+            let out = c.run_ok()?;
+            let ignored = u64::from_str_radix(&status_field(&out, "SigIgn"), 16)
+                .map_err(|e| Verdict::Fail(format!("SigIgn: {e}")))?;
+            check(ignored & (1 << 12) == 0, || {
+                format!("SIGPIPE ignored (SigIgn {ignored:016x})")
             })
         }),
         case("process/user-uid", |c| {
