@@ -137,9 +137,15 @@ impl State {
             .unwrap_or_else(|| "/".into())
     }
 
-    fn history(&mut self, created_by: &str, empty_layer: bool) {
+    /// Records a step. Steps that make no layer take the time of the state
+    /// they describe (the last layer's), so a rebuild served from the cache
+    /// gives the same image ID.
+    fn history(&mut self, created_by: &str, empty_layer: bool, created: Option<String>) {
+        let created = created
+            .or_else(|| self.config.history.last().and_then(|h| h.created.clone()))
+            .unwrap_or_else(created_time);
         self.config.history.push(History {
-            created: Some(created_time()),
+            created: Some(created),
             created_by: Some(created_by.to_string()),
             comment: Some("berth-img build".into()),
             empty_layer,
@@ -153,6 +159,9 @@ impl State {
 struct CacheEntry {
     layer: Descriptor,
     diff_id: Digest,
+    /// When the layer was made: the history time a cached step reuses.
+    #[serde(default)]
+    created: Option<String>,
 }
 
 struct Builder<'a> {
@@ -553,24 +562,32 @@ impl Builder<'_> {
             .join(format!("{}.json", key.hex()))
     }
 
-    fn cached(&self, key: &Digest) -> Option<(Descriptor, Digest)> {
+    fn cached(&self, key: &Digest) -> Option<(Descriptor, Digest, Option<String>)> {
         if self.opts.no_cache {
             return None;
         }
         let e: CacheEntry = serde_json::from_slice(&fs::read(self.cache_path(key)).ok()?).ok()?;
         self.store
             .has_blob(&e.layer.digest)
-            .then_some((e.layer, e.diff_id))
+            .then_some((e.layer, e.diff_id, e.created))
     }
 
-    fn remember(&self, key: &Digest, layer: &Descriptor, diff_id: &Digest) -> Result<()> {
+    /// Records a new layer in the cache; returns its creation time.
+    fn remember(
+        &self,
+        key: &Digest,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<Option<String>> {
         let p = self.cache_path(key);
         fs::create_dir_all(p.parent().unwrap()).context(|| format!("create {}", p.display()))?;
         let e = CacheEntry {
             layer: layer.clone(),
             diff_id: diff_id.clone(),
+            created: Some(created_time()),
         };
-        crate::store::atomic_write(&p, &serde_json::to_vec(&e).expect("cache entry serializes"))
+        crate::store::atomic_write(&p, &serde_json::to_vec(&e).expect("cache entry serializes"))?;
+        Ok(e.created)
     }
 
     /// Turns the upper dir of a finished step into a stored layer.
@@ -777,7 +794,7 @@ impl Builder<'_> {
                 state.config.author = Some(m);
             }
         }
-        state.history(&ins.original, true);
+        state.history(&ins.original, true, None);
         Ok(())
     }
 
@@ -815,9 +832,9 @@ impl Builder<'_> {
             ]))
             .unwrap(),
         );
-        if let Some((desc, diff_id)) = self.cached(&key) {
+        if let Some((desc, diff_id, created)) = self.cached(&key) {
             self.say(&format!("#{} CACHED", self.step));
-            return self.add_layer(state, ins, desc, diff_id);
+            return self.add_layer(state, ins, desc, diff_id, created);
         }
         let m = self.mount(state)?;
         let merged = m.merged();
@@ -919,8 +936,8 @@ impl Builder<'_> {
         overlay::unmount(&merged)?;
         let (desc, diff_id) = self.commit(&m, exclude)?;
         drop(m);
-        self.remember(&key, &desc, &diff_id)?;
-        self.add_layer(state, ins, desc, diff_id)
+        let created = self.remember(&key, &desc, &diff_id)?;
+        self.add_layer(state, ins, desc, diff_id, created)
     }
 
     /// `RUN --mount=type=cache|bind,...` as a bind mount in the container.
@@ -1098,10 +1115,10 @@ impl Builder<'_> {
             ]))
             .unwrap(),
         );
-        if let Some((desc, diff_id)) = self.cached(&key) {
+        if let Some((desc, diff_id, created)) = self.cached(&key) {
             drop(from_mount);
             self.say(&format!("#{} CACHED", self.step));
-            return self.add_layer(state, ins, desc, diff_id);
+            return self.add_layer(state, ins, desc, diff_id, created);
         }
         let m = self.mount(state)?;
         let merged = m.merged();
@@ -1146,8 +1163,8 @@ impl Builder<'_> {
         overlay::unmount(&merged)?;
         let (desc, diff_id) = self.commit(&m, HashSet::new())?;
         drop(m);
-        self.remember(&key, &desc, &diff_id)?;
-        self.add_layer(state, ins, desc, diff_id)
+        let created = self.remember(&key, &desc, &diff_id)?;
+        self.add_layer(state, ins, desc, diff_id, created)
     }
 
     fn add_layer(
@@ -1156,16 +1173,23 @@ impl Builder<'_> {
         ins: &Instruction,
         desc: Descriptor,
         diff_id: Digest,
+        created: Option<String>,
     ) -> Result<()> {
         state.config.rootfs.diff_ids.push(diff_id.clone());
         state.layers.push((desc, diff_id));
-        state.history(&ins.original, false);
+        state.history(
+            &ins.original,
+            false,
+            Some(created.unwrap_or_else(created_time)),
+        );
         Ok(())
     }
 
     fn finish(&self, mut state: State) -> Result<(ImageRecord, Vec<String>)> {
-        let created = created_time();
-        state.config.created = Some(created);
+        // The image is as old as its newest step: a cached rebuild keeps
+        // its ID.
+        let created = state.config.history.last().and_then(|h| h.created.clone());
+        state.config.created = Some(created.unwrap_or_else(created_time));
         for (k, v) in &self.opts.labels {
             state
                 .config
