@@ -15,6 +15,7 @@ use crate::build::diff;
 use crate::bundle;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Context, Error, Result};
+use crate::image::decompress;
 use crate::image::{
     media, to_json, Compression, Descriptor, History, ImageConfig, Manifest, ManifestDoc,
 };
@@ -171,18 +172,8 @@ fn load_docker(store: &Store, dir: &Path) -> Result<Vec<String>> {
         for (p, want) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
             let f = File::open(dir.join(crate::inroot::clean(Path::new(p))))
                 .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?;
-            let mut r = BufReader::new(f);
-            let head = io::BufRead::fill_buf(&mut r)
-                .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?
-                .to_vec();
-            let tar: Box<dyn Read> = match Compression::sniff(&head) {
-                Compression::None => Box::new(r),
-                Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-                Compression::Zstd => Box::new(
-                    zstd::stream::read::Decoder::with_buffer(r)
-                        .map_err(|e| Error::Other(e.to_string()))?,
-                ),
-            };
+            let tar = decompress(BufReader::new(f), None)
+                .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?;
             let (desc, diff_id) = store_layer(store, tar)?;
             if &diff_id != want {
                 return Err(Error::Layer {

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Context, Error, Result};
-use crate::image::{Compression, Descriptor, ImageConfig, Manifest};
+use crate::image::decompress;
+use crate::image::{Descriptor, ImageConfig, Manifest};
 use crate::layer::{self, Mode};
 use crate::overlay::{self, Overlay};
 use crate::pull::unpack_blob;
@@ -597,18 +598,11 @@ pub fn ensure_layers(store: &Store, manifest: &Manifest, config: &ImageConfig) -
 pub fn flatten(store: &Store, layers: &[(Descriptor, Digest)], dest: &Path) -> Result<()> {
     for (desc, diff_id) in layers {
         let file = store.open_blob(&desc.digest)?;
-        let mut r = BufReader::with_capacity(256 << 10, file);
-        let c = Compression::from_media_type(&desc.media_type).unwrap_or_else(|| {
-            Compression::sniff(std::io::BufRead::fill_buf(&mut r).unwrap_or(&[]))
-        });
-        let dec: Box<dyn std::io::Read> = match c {
-            Compression::None => Box::new(r),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(r)
-                    .context(|| format!("layer {}", desc.digest))?,
-            ),
-        };
+        let dec = decompress(
+            BufReader::with_capacity(256 << 10, file),
+            Some(&desc.media_type),
+        )
+        .context(|| format!("layer {}", desc.digest))?;
         let mut h = HashingReader::new(dec, diff_id.algorithm());
         layer::unpack(&mut h, dest, Mode::Flatten).map_err(|e| Error::Layer {
             layer: desc.digest.to_string(),

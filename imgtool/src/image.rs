@@ -48,6 +48,15 @@ impl Compression {
         }
     }
 
+    /// The OCI media type of a layer compressed this way.
+    pub fn layer_media_type(self) -> &'static str {
+        match self {
+            Compression::Zstd => media::OCI_LAYER_ZSTD,
+            Compression::None => media::OCI_LAYER,
+            Compression::Gzip => media::OCI_LAYER_GZIP,
+        }
+    }
+
     /// From the first bytes of a stream (magic numbers).
     pub fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
@@ -58,6 +67,24 @@ impl Compression {
             Compression::None
         }
     }
+}
+
+/// A reader of the uncompressed stream behind `r`: the compression is the
+/// layer media type's, or for unknown types and plain files, the one the
+/// first bytes show.
+pub fn decompress<'a>(
+    mut r: impl std::io::BufRead + 'a,
+    media_type: Option<&str>,
+) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    let c = match media_type.and_then(Compression::from_media_type) {
+        Some(c) => c,
+        None => Compression::sniff(r.fill_buf()?),
+    };
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+    })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -3,11 +3,12 @@
 //! without any network.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use crate::digest::{Algorithm, HashingReader, HashingWriter};
 use crate::error::{Context, Error, Result};
+use crate::image::decompress;
 use crate::image::{
     media, to_json, Compression, Descriptor, History, ImageConfig, Manifest, Platform, RootFs,
     RunConfig,
@@ -83,7 +84,7 @@ pub fn store_layer_with(
         let target = store.blob_path(&digest);
         std::fs::rename(&tmp, &target).context(|| format!("rename into {}", target.display()))?;
         Ok((
-            Descriptor::new(crate::build::layer_media_type(compression), digest, size),
+            Descriptor::new(compression.layer_media_type(), digest, size),
             diff_id,
         ))
     })();
@@ -134,18 +135,8 @@ pub fn import(
     run: RunConfig,
 ) -> Result<ImageRecord> {
     let f = File::open(tar_path).context(|| format!("open {}", tar_path.display()))?;
-    let mut r = BufReader::with_capacity(256 << 10, f);
-    let head = r
-        .fill_buf()
+    let tar = decompress(BufReader::with_capacity(256 << 10, f), None)
         .context(|| format!("read {}", tar_path.display()))?;
-    let tar: Box<dyn Read> = match Compression::sniff(head) {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(r)
-                .context(|| format!("read {}", tar_path.display()))?,
-        ),
-    };
     let (desc, diff_id) = store_layer(store, tar)?;
     // Unpack now: a tar that is not a valid layer fails here, before any
     // image points at it.

@@ -249,6 +249,20 @@ fn set_owner(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
     .map_err(io_err)
 }
 
+/// Owner first (chown clears set-id bits), then mode. fchmodat follows
+/// symlinks, but `name` is a directory or node just made or seen, in a
+/// tree only this unpacker writes.
+fn set_owner_and_mode(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
+    set_owner(dir, name, m)?;
+    fchmodat(
+        dir.as_fd(),
+        name.as_c_str(),
+        Perm::from_bits_truncate(m.mode),
+        FchmodatFlags::FollowSymlink,
+    )
+    .map_err(io_err)
+}
+
 fn set_xattrs(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
     if m.xattrs.is_empty() {
         return Ok(());
@@ -298,16 +312,7 @@ pub(crate) fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
         )
         .map_err(io_err)?;
     }
-    set_owner(&dir, &name, m)?;
-    // fchmodat follows symlinks, but `name` is a directory we just saw or
-    // made, in a tree only this unpacker writes.
-    fchmodat(
-        dir.as_fd(),
-        name.as_c_str(),
-        Perm::from_bits_truncate(m.mode),
-        FchmodatFlags::FollowSymlink,
-    )
-    .map_err(io_err)?;
+    set_owner_and_mode(&dir, &name, m)?;
     set_xattrs(&dir, &name, m)
 }
 
@@ -390,14 +395,7 @@ fn make_node(root: &Root, rel: &Path, kind: SFlag, dev: libc::dev_t, m: &Meta) -
         dev,
     )
     .map_err(io_err)?;
-    set_owner(&dir, &name, m)?;
-    fchmodat(
-        dir.as_fd(),
-        name.as_c_str(),
-        Perm::from_bits_truncate(m.mode),
-        FchmodatFlags::FollowSymlink,
-    )
-    .map_err(io_err)?;
+    set_owner_and_mode(&dir, &name, m)?;
     set_xattrs(&dir, &name, m)?;
     set_times(dir.as_fd(), &name, m.mtime)
 }

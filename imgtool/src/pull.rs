@@ -4,7 +4,7 @@
 //! to the store until its digest, size and diff ID check out.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::Mutex;
 
 use indicatif::ProgressBar;
@@ -12,7 +12,8 @@ use indicatif::ProgressBar;
 use crate::auth;
 use crate::digest::{verify_bytes, Digest, Hasher, HashingReader};
 use crate::error::{Context, Error, Result};
-use crate::image::{media, Compression, Descriptor, ImageConfig, ManifestDoc, Platform};
+use crate::image::decompress;
+use crate::image::{media, Descriptor, ImageConfig, ManifestDoc, Platform};
 use crate::layer::{self, Mode, UnpackError};
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -175,34 +176,15 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
         .iter()
         .zip(&config.rootfs.diff_ids)
         .collect();
-    let next = Mutex::new(0usize);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let downloaded: Mutex<Vec<(crate::store::Ingest, Digest)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(jobs.len()) {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    if *n >= jobs.len() || first_error.lock().unwrap().is_some() {
-                        return;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
-                let (desc, diff_id) = jobs[i];
-                match fetch_layer(store, &reg, repo, desc, diff_id, &opts.progress) {
-                    Ok(Some(ingest)) => downloaded
-                        .lock()
-                        .unwrap()
-                        .push((ingest, desc.digest.clone())),
-                    Ok(None) => {}
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                }
-            });
+    let fetched = parallel(&jobs, PARALLEL, |(desc, diff_id)| {
+        if let Some(ingest) = fetch_layer(store, &reg, repo, desc, diff_id, &opts.progress)? {
+            downloaded
+                .lock()
+                .unwrap()
+                .push((ingest, desc.digest.clone()));
         }
+        Ok(())
     });
     // Verified downloads are flushed and published once all layers are in:
     // syncing each while the others unpack would stall every file creation
@@ -210,9 +192,7 @@ pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<
     for (ingest, digest) in downloaded.into_inner().unwrap() {
         store.commit_ingest(&ingest, &digest)?;
     }
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
+    fetched?;
 
     store.put_verified(&manifest_body, &manifest_digest, None)?;
     let record = ImageRecord {
@@ -245,6 +225,39 @@ pub fn ensure(
                 progress: Progress::new(quiet),
             },
         ),
+    }
+}
+
+/// Runs `f` on every item, `workers` at a time; stops handing out items at
+/// the first error, which it returns.
+pub(crate) fn parallel<T: Sync>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = Mutex::new(0usize);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(items.len()) {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    if *n >= items.len() || first_error.lock().unwrap().is_some() {
+                        return;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                if let Err(e) = f(&items[i]) {
+                    first_error.lock().unwrap().get_or_insert(e);
+                    return;
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -340,18 +353,6 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-fn decoder<'a>(mut r: impl BufRead + 'a, media_type: &str) -> io::Result<Box<dyn Read + 'a>> {
-    let c = match Compression::from_media_type(media_type) {
-        Some(c) => c,
-        None => Compression::sniff(r.fill_buf()?),
-    };
-    Ok(match c {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
-    })
-}
-
 fn blob_path(repo: &str, d: &Digest) -> String {
     format!("/v2/{repo}/blobs/{d}")
 }
@@ -377,7 +378,7 @@ fn stream(
     let mut buf = BufReader::with_capacity(256 << 10, tee);
     let tmp = store.new_layer_tmp()?;
     let unpacked = (|| -> std::result::Result<Digest, UnpackError> {
-        let dec = decoder(&mut buf, &desc.media_type).map_err(UnpackError::Stream)?;
+        let dec = decompress(&mut buf, Some(&desc.media_type)).map_err(UnpackError::Stream)?;
         let mut diff = HashingReader::new(dec, diff_id.algorithm());
         layer::unpack(&mut diff, &tmp, Mode::Overlay)?;
         diff.drain().map_err(UnpackError::Stream)?;
@@ -510,8 +511,11 @@ pub fn unpack_blob(store: &Store, desc: &Descriptor, diff_id: &Digest) -> Result
     let file = store.open_blob(&desc.digest)?;
     let tmp = store.new_layer_tmp()?;
     let result = (|| -> std::result::Result<Digest, UnpackError> {
-        let dec = decoder(BufReader::with_capacity(256 << 10, file), &desc.media_type)
-            .map_err(UnpackError::Stream)?;
+        let dec = decompress(
+            BufReader::with_capacity(256 << 10, file),
+            Some(&desc.media_type),
+        )
+        .map_err(UnpackError::Stream)?;
         let mut diff = HashingReader::new(dec, diff_id.algorithm());
         layer::unpack(&mut diff, &tmp, Mode::Overlay)?;
         diff.drain().map_err(UnpackError::Stream)?;

@@ -67,44 +67,20 @@ pub fn push(
     let mut blobs: Vec<&Descriptor> = manifest.layers.iter().collect();
     blobs.push(&manifest.config);
     let report = Mutex::new(PushReport::default());
-    let next = Mutex::new(0usize);
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(blobs.len()) {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    if *n >= blobs.len() || first_error.lock().unwrap().is_some() {
-                        return;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
-                let desc = blobs[i];
-                let from = mount_sources
-                    .iter()
-                    .find(|(_, ds)| ds.contains(&desc.digest))
-                    .map(|(r, _)| r.as_str());
-                match push_blob(store, &reg, repo, desc, from, &opts.progress) {
-                    Ok(outcome) => {
-                        let mut r = report.lock().unwrap();
-                        match outcome {
-                            Outcome::Existed => r.existed += 1,
-                            Outcome::Mounted => r.mounted += 1,
-                            Outcome::Uploaded => r.uploaded += 1,
-                        }
-                    }
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                }
-            });
+    crate::pull::parallel(&blobs, PARALLEL, |desc| {
+        let from = mount_sources
+            .iter()
+            .find(|(_, ds)| ds.contains(&desc.digest))
+            .map(|(r, _)| r.as_str());
+        let outcome = push_blob(store, &reg, repo, desc, from, &opts.progress)?;
+        let mut r = report.lock().unwrap();
+        match outcome {
+            Outcome::Existed => r.existed += 1,
+            Outcome::Mounted => r.mounted += 1,
+            Outcome::Uploaded => r.uploaded += 1,
         }
-    });
-    if let Some(e) = first_error.into_inner().unwrap() {
-        return Err(e);
-    }
+        Ok(())
+    })?;
     let body = store.read_blob(&source.digest)?;
     let reference = target
         .tag

@@ -78,8 +78,8 @@ fn web_page_image_serves_its_page() {
     let name = format!("web-{}", std::process::id());
     let listen = format!("127.0.0.1:{port}");
     img.ok(&[
-        "run", "-d", "--name", &name, "--net", "host", "web", "httpd", "-f", "-h", "/srv/www",
-        "-p", &listen,
+        "run", "-d", "--name", &name, "--net", "host", "web", "httpd", "-f", "-v", "-h",
+        "/srv/www", "-p", &listen,
     ]);
     let url = format!("http://{listen}/index.html");
     let mut body = String::new();
@@ -96,11 +96,13 @@ fn web_page_image_serves_its_page() {
     }
     let ps = img.ok(&["ps"]);
     img.ok(&["stop", "-t", "5", &name]);
-    let logs = img.ok(&["logs", &name]);
+    // httpd -v logs each request to stderr, which the supervisor keeps.
+    let logs = img.cmd(&["logs", &name]).output().unwrap();
     img.ok(&["rm", &name]);
     assert_eq!(body, "<h1>hello from berth</h1>\n");
     assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
-    let _ = logs;
+    let served = String::from_utf8_lossy(&logs.stderr);
+    assert!(served.contains("response:200"), "{}", text(&logs));
     assert!(!img.ok(&["ps", "-a"]).contains(&name));
 }
 

@@ -582,6 +582,52 @@ fn stdio_of(
     ))
 }
 
+/// Runs the berth command that starts process `p` (`create`, or `exec
+/// --detach`; `args` stop before the container ID) with its stdio wired:
+/// through a console socket whose pty master is then copied to and from
+/// containerd's fifos for a terminal, else the fifos (or log driver)
+/// themselves.
+fn launch(
+    runtime: &Path,
+    root: &Path,
+    bundle: &Path,
+    args: &[&str],
+    id: &str,
+    namespace: &str,
+    p: &mut Proc,
+) -> Result<(), String> {
+    if p.terminal {
+        let (sock, pending) = console_socket()?;
+        let s = sock.display().to_string();
+        let mut args = args.to_vec();
+        args.extend(["--console-socket", &s, id]);
+        let null = Stdio::null;
+        let r = berth(runtime, root, bundle, &args, Some((null(), null(), null())));
+        let _ = std::fs::remove_file(&sock);
+        r?;
+        let master = pending.join().map_err(|_| "console thread".to_string())??;
+        let master = Arc::new(master);
+        copy_console(&master, p);
+        p.console = Some(master);
+    } else {
+        let (i, o, e, closer) =
+            stdio_of(p, id, namespace).map_err(|e| format!("open stdio: {e}"))?;
+        p.stdin_closed = closer;
+        let mut args = args.to_vec();
+        args.push(id);
+        berth(runtime, root, bundle, &args, Some((i, o, e)))?;
+    }
+    Ok(())
+}
+
+/// The PID berth wrote to `--pid-file` (0 if it is missing).
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 impl Service {
     fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
         if let Some(p) = &self.publisher {
@@ -765,7 +811,7 @@ impl shim::Task for Service {
             runtime_options(req.options.as_ref(), &self.namespace).map_err(internal)?;
         let saved = serde_json::json!({"runtime": runtime, "root": root, "id": req.id});
         let _ = std::fs::write(bundle.join(SHIM_STATE), saved.to_string());
-        let init = Proc {
+        let mut init = Proc {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
@@ -775,49 +821,18 @@ impl shim::Task for Service {
         let pid_file = bundle.join("init.pid");
         let b = bundle.display().to_string();
         let pf = pid_file.display().to_string();
-        let mut init = init;
-        if req.terminal {
-            let (sock, pending) = console_socket().map_err(internal)?;
-            let s = sock.display().to_string();
-            let null = Stdio::null;
-            let args = [
-                "create",
-                "--bundle",
-                &b,
-                "--pid-file",
-                &pf,
-                "--console-socket",
-                &s,
-                &req.id,
-            ];
-            let r = berth(
-                &runtime,
-                &root,
-                &bundle,
-                &args,
-                Some((null(), null(), null())),
-            );
-            let _ = std::fs::remove_file(&sock);
-            r.map_err(internal)?;
-            let master = pending
-                .join()
-                .map_err(|_| internal("console thread"))?
-                .map_err(internal)?;
-            let master = Arc::new(master);
-            copy_console(&master, &init);
-            init.console = Some(master);
-        } else {
-            let (i, o, e, closer) = stdio_of(&init, &req.id, &self.namespace)
-                .map_err(|e| internal(format!("open stdio: {e}")))?;
-            init.stdin_closed = closer;
-            let stdio = (i, o, e);
-            let args = ["create", "--bundle", &b, "--pid-file", &pf, &req.id];
-            berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
-        }
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let args = ["create", "--bundle", &b, "--pid-file", &pf];
+        launch(
+            &runtime,
+            &root,
+            &bundle,
+            &args,
+            &req.id,
+            &self.namespace,
+            &mut init,
+        )
+        .map_err(internal)?;
+        let pid = read_pid(&pid_file);
         init.pid = pid;
         self.state.0.lock().expect("tasks").tasks.insert(
             req.id.clone(),
@@ -880,63 +895,22 @@ impl shim::Task for Service {
                 ..Default::default()
             });
         }
-        let exec = exec.ok_or_else(|| not_found(&req.exec_id))?;
+        let mut exec = exec.ok_or_else(|| not_found(&req.exec_id))?;
         let spec = bundle.join(format!("exec-{}.json", req.exec_id));
         let pid_file = bundle.join(format!("exec-{}.pid", req.exec_id));
         let (s, pf) = (spec.display().to_string(), pid_file.display().to_string());
-        let mut console = None;
-        let mut stdin_closed = None;
-        if exec.terminal {
-            let (sock, pending) = console_socket().map_err(internal)?;
-            let cs = sock.display().to_string();
-            let null = Stdio::null;
-            let args = [
-                "exec",
-                "--process",
-                &s,
-                "--detach",
-                "--pid-file",
-                &pf,
-                "--console-socket",
-                &cs,
-                &req.id,
-            ];
-            let r = berth(
-                &runtime,
-                &root,
-                &bundle,
-                &args,
-                Some((null(), null(), null())),
-            );
-            let _ = std::fs::remove_file(&sock);
-            r.map_err(internal)?;
-            let master = pending
-                .join()
-                .map_err(|_| internal("console thread"))?
-                .map_err(internal)?;
-            let master = Arc::new(master);
-            copy_console(&master, &exec);
-            console = Some(master);
-        } else {
-            let (i, o, e, closer) = stdio_of(&exec, &req.id, &self.namespace)
-                .map_err(|e| internal(format!("open stdio: {e}")))?;
-            stdin_closed = closer;
-            let stdio = (i, o, e);
-            let args = [
-                "exec",
-                "--process",
-                &s,
-                "--detach",
-                "--pid-file",
-                &pf,
-                &req.id,
-            ];
-            berth(&runtime, &root, &bundle, &args, Some(stdio)).map_err(internal)?;
-        }
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let args = ["exec", "--process", &s, "--detach", "--pid-file", &pf];
+        launch(
+            &runtime,
+            &root,
+            &bundle,
+            &args,
+            &req.id,
+            &self.namespace,
+            &mut exec,
+        )
+        .map_err(internal)?;
+        let pid = read_pid(&pid_file);
         let already_exited = {
             let mut tasks = self.state.0.lock().expect("tasks");
             let early = tasks.unclaimed.remove(&pid);
@@ -947,8 +921,8 @@ impl shim::Task for Service {
             if let Some(p) = t.execs.get_mut(&req.exec_id) {
                 p.pid = pid;
                 p.exit = early.clone();
-                p.console = console;
-                p.stdin_closed = stdin_closed;
+                p.console = exec.console;
+                p.stdin_closed = exec.stdin_closed;
             }
             early
         };

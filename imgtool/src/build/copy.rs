@@ -13,6 +13,7 @@ use nix::sys::time::TimeSpec;
 use super::dockerignore::DockerIgnore;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::image::decompress;
 use crate::image::Compression;
 use crate::inroot::{self, Root};
 use crate::layer::{self, Meta, Mode};
@@ -361,15 +362,7 @@ pub fn add_archive(archive: &Path, rootfs: &Path, dest: &str) -> Result<()> {
         .mkdir_all(&rel)
         .map_err(|e| Error::Path(rel.clone(), e.to_string()))?;
     let f = std::fs::File::open(archive).map_err(io_to(archive))?;
-    let mut r = BufReader::with_capacity(256 << 10, f);
-    let head = r.fill_buf().map_err(io_to(archive))?;
-    let tar: Box<dyn Read> = match Compression::sniff(head) {
-        Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(io_to(archive))?)
-        }
-    };
+    let tar = decompress(BufReader::with_capacity(256 << 10, f), None).map_err(io_to(archive))?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     layer::unpack(tar, &target, Mode::Flatten)
         .map_err(|e| Error::Path(archive.into(), e.to_string()))

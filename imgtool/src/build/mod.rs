@@ -29,9 +29,7 @@ use serde_json::{json, Value};
 use crate::bundle::{self, Network};
 use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
-use crate::image::{
-    media, Compression, Descriptor, History, ImageConfig, Platform, RootFs, RunConfig,
-};
+use crate::image::{Compression, Descriptor, History, ImageConfig, Platform, RootFs, RunConfig};
 use crate::import::{created_time, store_image};
 use crate::overlay::{self, Overlay};
 use crate::pull::{self, unpack_blob};
@@ -1237,15 +1235,6 @@ fn env_with_home(env: &[String], spec: &Value) -> Vec<String> {
         );
     }
     out
-}
-
-/// Media type of a layer compressed with `c`.
-pub fn layer_media_type(c: Compression) -> &'static str {
-    match c {
-        Compression::Zstd => media::OCI_LAYER_ZSTD,
-        Compression::None => media::OCI_LAYER,
-        Compression::Gzip => media::OCI_LAYER_GZIP,
-    }
 }
 
 #[cfg(test)]
