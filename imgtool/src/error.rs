@@ -50,6 +50,10 @@ pub enum Error {
         instruction: String,
         code: i32,
     },
+    /// Another stage of a parallel build failed first; its error is the
+    /// one reported.
+    #[error("build cancelled: another stage failed")]
+    Cancelled,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -228,6 +228,81 @@ fn dockerignore_filters_the_context() {
     );
 }
 
+/// Waits up to 20 s for the other stage's mark in the shared cache mount:
+/// only a build that runs both stages at once gets past it.
+fn rendezvous(me: &str, other: &str) -> String {
+    format!(
+        "RUN --mount=type=cache,id=meet,target=/meet touch /meet/{me}; i=0; \\\n    while [ ! -e /meet/{other} ]; do i=$((i+1)); [ $i -lt 400 ] || exit 3; sleep 0.05; done; \\\n    echo stage-{me}-done; echo {me} > /{me}\n"
+    )
+}
+
+#[test]
+fn independent_stages_build_side_by_side() {
+    let s = Scratch::new("build-parallel");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let df = format!(
+        "FROM busybox:test AS a\n{}\nFROM busybox:test AS b\n{}\nFROM scratch\nCOPY --from=a /a /\nCOPY --from=b /b /\n",
+        rendezvous("a", "b"),
+        rendezvous("b", "a")
+    );
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let o = img.run(&["build", "-t", "parallel", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // RUN output is streamed behind its step's number.
+    let err = String::from_utf8_lossy(&o.stderr);
+    for stage in ["a", "b"] {
+        let line = err
+            .lines()
+            .find(|l| l.ends_with(&format!("stage-{stage}-done")))
+            .unwrap_or_else(|| panic!("no output of stage {stage}: {err}"));
+        assert!(line.starts_with('#'), "{line}");
+    }
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("stage-"),
+        "RUN output belongs on stderr"
+    );
+    assert_eq!(
+        config(&img, "parallel")["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A failing stage stops the others, killing their RUN steps, and the
+    // build reports the failure that came first.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test AS slow\nRUN echo slow-started; sleep 600\n\
+         FROM busybox:test AS broken\nRUN sleep 1; exit 5\n\
+         FROM scratch\nCOPY --from=slow /bin/busybox /a\nCOPY --from=broken /bin/busybox /b\n",
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let o = img.run(&["build", "-t", "broken", ctx.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        t0.elapsed().as_secs() < 300,
+        "the slow stage was not stopped"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Dockerfile:4: RUN sleep 1; exit 5: exit code 5"),
+        "{}",
+        text(&o)
+    );
+    let list = std::process::Command::new(berth())
+        .arg("--root")
+        .arg(img.root.join("build-runtime"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    assert!(mounts_below(&img.root).is_empty());
+}
+
 #[test]
 fn instructions_heredocs_mounts_onbuild_and_metadata() {
     let s = Scratch::new("build-features");

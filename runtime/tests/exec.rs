@@ -153,16 +153,17 @@ fn process_file_detached_with_pid_file_as_containerd_does() {
         .parse()
         .unwrap();
     assert!(pid > 0);
-    for _ in 0..100 {
-        if env.bundle.join("rootfs/tmp/exec-out").exists() {
+    // The shell creates the file before echo writes to it: wait for the line.
+    let out_file = env.bundle.join("rootfs/tmp/exec-out");
+    let mut written = String::new();
+    for _ in 0..250 {
+        written = std::fs::read_to_string(&out_file).unwrap_or_default();
+        if written.ends_with('\n') {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(
-        std::fs::read_to_string(env.bundle.join("rootfs/tmp/exec-out")).unwrap(),
-        "from-process-json\n"
-    );
+    assert_eq!(written, "from-process-json\n");
     let out = exec(
         &env,
         &[

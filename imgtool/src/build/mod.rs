@@ -22,6 +22,8 @@ pub mod run;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -162,6 +164,17 @@ struct CacheEntry {
     created: Option<String>,
 }
 
+/// A stage's result, shared by the threads that build stages side by side.
+enum Slot {
+    Pending,
+    Built(Box<State>),
+    Failed,
+}
+
+/// Shared by every stage being built: stages that do not depend on each
+/// other build on their own threads, each holding its stage's slot while
+/// it works so that a stage needed twice is built once. A stage only waits
+/// for stages before it, so the waits cannot form a cycle.
 struct Builder<'a> {
     store: &'a Store,
     opts: &'a BuildOptions,
@@ -170,9 +183,18 @@ struct Builder<'a> {
     ignore: Option<dockerignore::DockerIgnore>,
     runtime: PathBuf,
     global_args: BTreeMap<String, String>,
-    consumed: BTreeSet<String>,
-    built: Vec<Option<State>>,
-    step: usize,
+    consumed: Mutex<BTreeSet<String>>,
+    built: Vec<Mutex<Slot>>,
+    /// The last step number handed out; held while a step's line is
+    /// printed so that the numbers appear in order.
+    step: Mutex<usize>,
+    /// Set when a stage fails: the others stop at their next step.
+    failed: AtomicBool,
+    /// The error that failed the build; every stage after it only reports
+    /// [`Error::Cancelled`].
+    first_error: Mutex<Option<Error>>,
+    /// RUN containers in flight, killed when another stage fails.
+    running: Mutex<BTreeSet<String>>,
     work: PathBuf,
 }
 
@@ -314,22 +336,51 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<Str
     let work = store.tmp_dir().join(unique_name("build-"));
     fs::create_dir_all(&work).context(|| format!("create {}", work.display()))?;
     let stages = df.stages.len();
-    let mut b = Builder {
+    let b = Builder {
         store,
         opts,
-        df,
         context,
         ignore,
         runtime,
-        global_args: BTreeMap::new(),
-        consumed: BTreeSet::new(),
-        built: vec![None; stages],
-        step: 0,
+        global_args: global_args(&df, opts)?,
+        consumed: Mutex::new(BTreeSet::new()),
+        built: (0..stages).map(|_| Mutex::new(Slot::Pending)).collect(),
+        step: Mutex::new(0),
+        failed: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+        running: Mutex::new(BTreeSet::new()),
         work: work.clone(),
+        df,
     };
     let result = b.run();
     remove_tree(&work);
     result
+}
+
+/// The ARGs declared before the first FROM, with build-arg values or their
+/// defaults (which may use the platform ARGs).
+fn global_args(df: &Dockerfile, opts: &BuildOptions) -> Result<BTreeMap<String, String>> {
+    let autos = platform_args();
+    let mut global = BTreeMap::new();
+    for a in &df.args_before_from {
+        let value = match opts.build_args.get(&a.name) {
+            Some(v) => Some(v.clone()),
+            None => match &a.default {
+                Some(d) => {
+                    let vars = |n: &str| global.get(n).cloned().or_else(|| autos.get(n).cloned());
+                    Some(
+                        dockerfile::expand(d, &vars, df.directives.escape)
+                            .map_err(|e| Error::Other(format!("ARG {}: {e}", a.name)))?,
+                    )
+                }
+                None => autos.get(&a.name).cloned(),
+            },
+        };
+        if let Some(v) = value {
+            global.insert(a.name.clone(), v);
+        }
+    }
+    Ok(global)
 }
 
 fn platform_args() -> BTreeMap<String, String> {
@@ -354,6 +405,14 @@ impl Builder<'_> {
         }
     }
 
+    /// Numbers a step and announces it as `#N what`.
+    fn next_step(&self, what: &str) -> usize {
+        let mut step = self.step.lock().unwrap_or_else(|e| e.into_inner());
+        *step += 1;
+        self.say(&format!("#{} {what}", *step));
+        *step
+    }
+
     fn escape(&self) -> char {
         self.df.directives.escape
     }
@@ -368,34 +427,7 @@ impl Builder<'_> {
             .map_err(|e| Error::Other(format!("Dockerfile:{line}: {e}")))
     }
 
-    fn run(&mut self) -> Result<(ImageRecord, Vec<String>)> {
-        let autos = platform_args();
-        for a in self.df.args_before_from.clone() {
-            let value = match self.opts.build_args.get(&a.name) {
-                Some(v) => {
-                    self.consumed.insert(a.name.clone());
-                    Some(v.clone())
-                }
-                None => match &a.default {
-                    Some(d) => {
-                        let vars = |n: &str| {
-                            self.global_args
-                                .get(n)
-                                .cloned()
-                                .or_else(|| autos.get(n).cloned())
-                        };
-                        Some(
-                            dockerfile::expand(d, &vars, self.escape())
-                                .map_err(|e| Error::Other(format!("ARG {}: {e}", a.name)))?,
-                        )
-                    }
-                    None => autos.get(&a.name).cloned(),
-                },
-            };
-            if let Some(v) = value {
-                self.global_args.insert(a.name, v);
-            }
-        }
+    fn run(&self) -> Result<(ImageRecord, Vec<String>)> {
         let target = match &self.opts.target {
             Some(t) => self
                 .df
@@ -405,12 +437,17 @@ impl Builder<'_> {
                 .ok_or_else(|| Error::invalid("--target", format!("no stage named {t:?}")))?,
             None => self.df.stages.len() - 1,
         };
-        let state = self.build_stage(target)?;
+        let state = self.build_needed(target)?;
+        let consumed = self.consumed();
         let unused: Vec<&String> = self
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| {
+                !consumed.contains(*k)
+                    && !self.global_args.contains_key(*k)
+                    && !PROXY_ARGS.contains(&k.as_str())
+            })
             .collect();
         if !unused.is_empty() {
             self.say(&format!(
@@ -418,6 +455,58 @@ impl Builder<'_> {
             ));
         }
         self.finish(state)
+    }
+
+    fn consumed(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.consumed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds `target` with the stages it needs: those that do not depend
+    /// on each other side by side, each on its own thread. The first error
+    /// wins; the stages still running stop at their next step.
+    fn build_needed(&self, target: usize) -> Result<State> {
+        let mut needed = BTreeSet::new();
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if needed.insert(i) {
+                todo.extend(self.stage_deps(i));
+            }
+        }
+        needed.remove(&target);
+        let result = std::thread::scope(|s| {
+            for &i in &needed {
+                // A stage's failure reaches the build through first_error.
+                s.spawn(move || self.build_stage(i));
+            }
+            self.build_stage(target)
+        });
+        result.map_err(|_| {
+            self.first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or(Error::Cancelled)
+        })
+    }
+
+    /// The earlier stages stage `i` names in FROM or COPY --from, as far as
+    /// the global ARGs resolve them. Names that need the stage's own ARGs
+    /// are found when the step runs, and built then.
+    fn stage_deps(&self, i: usize) -> Vec<usize> {
+        let stage = &self.df.stages[i];
+        let vars = |n: &str| self.global_args.get(n).cloned();
+        let resolve = |word: &str| {
+            dockerfile::expand(word, &vars, self.escape())
+                .ok()
+                .and_then(|w| self.stage_index(&w, i))
+        };
+        let mut deps: Vec<usize> = resolve(&stage.base).into_iter().collect();
+        for ins in &stage.instructions {
+            if let Kind::Copy(c) | Kind::Add(c) = &ins.kind {
+                deps.extend(c.from.as_deref().and_then(resolve));
+            }
+        }
+        deps
     }
 
     /// The stage a FROM or --from word names, if it names one before `before`.
@@ -431,10 +520,46 @@ impl Builder<'_> {
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 
-    fn build_stage(&mut self, i: usize) -> Result<State> {
-        if let Some(s) = &self.built[i] {
-            return Ok(s.clone());
+    /// Stage `i`'s final state, building it unless it is built already.
+    fn build_stage(&self, i: usize) -> Result<State> {
+        let mut slot = self.built[i].lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Slot::Built(s) => return Ok((**s).clone()),
+            Slot::Failed => return Err(Error::Cancelled),
+            Slot::Pending => {}
         }
+        match self.build_stage_now(i) {
+            Ok(s) => {
+                *slot = Slot::Built(Box::new(s.clone()));
+                Ok(s)
+            }
+            Err(e) => {
+                *slot = Slot::Failed;
+                self.cancel(e);
+                Err(Error::Cancelled)
+            }
+        }
+    }
+
+    /// Keeps the build's first error and stops the other stages: no new
+    /// steps, and RUN steps in flight are killed.
+    fn cancel(&self, e: Error) {
+        if matches!(e, Error::Cancelled) || self.failed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *self.first_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for id in running.iter() {
+            run::kill(&self.runtime, &self.runtime_root(), id);
+        }
+    }
+
+    /// Where the RUN containers' state lives (`berth --root`).
+    fn runtime_root(&self) -> PathBuf {
+        self.store.root().join("build-runtime")
+    }
+
+    fn build_stage_now(&self, i: usize) -> Result<State> {
         let stage = self.df.stages[i].clone();
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let vars = |n: &str| self.global_args.get(n).cloned();
@@ -450,8 +575,7 @@ impl Builder<'_> {
             self.image_state(&base, stage.platform.as_deref(), stage.line)?
         };
         state.cmd_inherited = state.config.config.cmd.is_some();
-        self.step += 1;
-        self.say(&format!("#{} [{label}] FROM {base}", self.step));
+        self.next_step(&format!("[{label}] FROM {base}"));
 
         // ONBUILD triggers of the base run first, then are dropped.
         let triggers: Vec<String> = state
@@ -471,11 +595,10 @@ impl Builder<'_> {
         for ins in &stage.instructions {
             self.instruction(i, &label, &mut state, ins)?;
         }
-        self.built[i] = Some(state.clone());
         Ok(state)
     }
 
-    fn image_state(&mut self, name: &str, platform: Option<&str>, line: usize) -> Result<State> {
+    fn image_state(&self, name: &str, platform: Option<&str>, line: usize) -> Result<State> {
         let r: Reference = name
             .parse()
             .map_err(|e| Error::Other(format!("Dockerfile:{line}: FROM {name}: {e}")))?;
@@ -615,19 +738,20 @@ impl Builder<'_> {
     }
 
     fn instruction(
-        &mut self,
+        &self,
         stage: usize,
         label: &str,
         state: &mut State,
         ins: &Instruction,
     ) -> Result<()> {
-        self.step += 1;
-        let line = ins.line;
-        self.say(&format!(
-            "#{} [{label}] {}",
-            self.step,
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Cancelled);
+        }
+        let n = self.next_step(&format!(
+            "[{label}] {}",
             ins.original.lines().next().unwrap_or("")
         ));
+        let line = ins.line;
         let rc = &mut state.config.config;
         match &ins.kind {
             Kind::Run {
@@ -635,9 +759,9 @@ impl Builder<'_> {
                 mounts,
                 network,
                 heredocs: _,
-            } => return self.run_step(state, ins, cmd, mounts, network.as_deref()),
-            Kind::Copy(c) => return self.copy_step(stage, state, ins, c, false),
-            Kind::Add(c) => return self.copy_step(stage, state, ins, c, true),
+            } => return self.run_step(n, state, ins, cmd, mounts, network.as_deref()),
+            Kind::Copy(c) => return self.copy_step(n, stage, state, ins, c, false),
+            Kind::Add(c) => return self.copy_step(n, stage, state, ins, c, true),
             Kind::Cmd(c) => {
                 rc.cmd = Some(exec_form(&state.shell, c));
                 state.cmd_inherited = false;
@@ -661,7 +785,7 @@ impl Builder<'_> {
             Kind::Arg(args) => {
                 for a in args {
                     let value = if let Some(v) = self.opts.build_args.get(&a.name) {
-                        self.consumed.insert(a.name.clone());
+                        self.consumed().insert(a.name.clone());
                         Some(v.clone())
                     } else if let Some(d) = &a.default {
                         Some(self.expand(state, d, line)?)
@@ -797,7 +921,8 @@ impl Builder<'_> {
     }
 
     fn run_step(
-        &mut self,
+        &self,
+        n: usize,
         state: &mut State,
         ins: &Instruction,
         cmd: &Command,
@@ -831,7 +956,7 @@ impl Builder<'_> {
             .unwrap(),
         );
         if let Some((desc, diff_id, created)) = self.cached(&key) {
-            self.say(&format!("#{} CACHED", self.step));
+            self.say(&format!("#{n} CACHED"));
             return self.add_layer(state, ins, desc, diff_id, created);
         }
         let m = self.mount(state)?;
@@ -907,8 +1032,27 @@ impl Builder<'_> {
             &serde_json::to_vec_pretty(&spec).unwrap(),
         )?;
         let id = unique_name("berth-img-build-");
-        let state_root = self.store.root().join("build-runtime");
-        let code = run::run_bundle(&self.runtime, &state_root, &run_dir, &id)?;
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone());
+        let code = if self.failed.load(Ordering::SeqCst) {
+            Err(Error::Cancelled)
+        } else {
+            run::run_bundle(
+                &self.runtime,
+                &self.runtime_root(),
+                &run_dir,
+                &id,
+                &format!("#{n}"),
+                self.opts.quiet,
+            )
+        };
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let code = code?;
         remove_tree(&run_dir);
         if code != 0 {
             return Err(Error::RunFailed {
@@ -1004,7 +1148,8 @@ impl Builder<'_> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
+        n: usize,
         stage: usize,
         state: &mut State,
         ins: &Instruction,
@@ -1115,7 +1260,7 @@ impl Builder<'_> {
         );
         if let Some((desc, diff_id, created)) = self.cached(&key) {
             drop(from_mount);
-            self.say(&format!("#{} CACHED", self.step));
+            self.say(&format!("#{n} CACHED"));
             return self.add_layer(state, ins, desc, diff_id, created);
         }
         let m = self.mount(state)?;

@@ -1,8 +1,10 @@
 //! RUN steps: a container made by `berth` over the stage's rootfs, driven
 //! through its runc command line like any engine would.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
@@ -26,25 +28,82 @@ pub fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
-/// Runs the bundle in `bundle` to completion with output streamed to ours;
-/// returns its exit status (128+N for a signal, as shells report it).
-pub fn run_bundle(runtime: &Path, state_root: &Path, bundle: &Path, id: &str) -> Result<i32> {
-    let status = Command::new(runtime)
+/// Runs the bundle in `bundle` to completion; returns its exit status
+/// (128+N for a signal, as shells report it). Its stdout and stderr go to
+/// our stderr line by line behind `prefix` (the step's `#N`), so the
+/// output of stages building side by side stays attributable and our
+/// stdout stays clean for the image ID. Quiet builds keep the output and
+/// show it only if the step fails.
+pub fn run_bundle(
+    runtime: &Path,
+    state_root: &Path,
+    bundle: &Path,
+    id: &str,
+    prefix: &str,
+    quiet: bool,
+) -> Result<i32> {
+    let mut child = Command::new(runtime)
         .arg("--root")
         .arg(state_root)
         .args(["run", "--bundle"])
         .arg(bundle)
         .arg(id)
         .stdin(Stdio::null())
-        .status()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Error::Other(format!("run {}: {e}", runtime.display())))?;
+    let kept = Mutex::new(Vec::new());
+    let streams: Vec<Box<dyn Read + Send>> = vec![
+        Box::new(child.stdout.take().expect("piped")),
+        Box::new(child.stderr.take().expect("piped")),
+    ];
+    let status = std::thread::scope(|s| {
+        for stream in streams {
+            let kept = &kept;
+            s.spawn(move || relay(stream, prefix, quiet.then_some(kept)));
+        }
+        child.wait()
+    })
+    .map_err(|e| Error::Other(format!("wait for {}: {e}", runtime.display())))?;
     // A container that outlived a failed run (the runtime was killed) must
     // not linger.
     force_delete(runtime, state_root, id);
-    Ok(status.code().unwrap_or_else(|| {
+    let code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
-    }))
+    });
+    if code != 0 {
+        let _ = std::io::stderr().write_all(&kept.into_inner().unwrap_or_default());
+    }
+    Ok(code)
+}
+
+/// Copies `stream` to our stderr (or into `keep`) a line at a time, each
+/// line behind `prefix`.
+fn relay(stream: impl Read, prefix: &str, keep: Option<&Mutex<Vec<u8>>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let mut out = Vec::with_capacity(prefix.len() + 1 + line.len());
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&line);
+        match keep {
+            Some(k) => k.lock().unwrap_or_else(|e| e.into_inner()).extend(out),
+            None => {
+                let _ = std::io::stderr().lock().write_all(&out);
+            }
+        }
+    }
 }
 
 /// Deletes build containers whose berth-img process is gone (a build that
@@ -71,6 +130,18 @@ pub fn reap_stale(runtime: &Path, state_root: &Path) {
             }
         }
     }
+}
+
+/// `berth kill ID KILL`, quietly: the container may not exist yet or be
+/// gone already.
+pub fn kill(runtime: &Path, state_root: &Path, id: &str) {
+    let _ = Command::new(runtime)
+        .arg("--root")
+        .arg(state_root)
+        .args(["kill", id, "KILL"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// `berth delete --force ID`, quietly: the container may be gone already.
