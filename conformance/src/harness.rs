@@ -24,6 +24,21 @@ pub fn fail<T>(msg: impl Into<String>) -> Result<T, Verdict> {
     Err(Verdict::Fail(msg.into()))
 }
 
+/// Polls `cond` every 20 ms for up to `secs` seconds; whether it came
+/// true. Deadlines are generous: cases run four at a time.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Fails unless `cond`, with `msg`.
 pub fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
     if cond {
@@ -256,7 +271,8 @@ impl Ctx {
     }
 
     pub fn wait_status(&mut self, want: &str) -> CaseResult {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
             if self.state()?["status"] == want {
                 return Ok(());
             }

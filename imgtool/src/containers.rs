@@ -263,7 +263,7 @@ impl Containers<'_> {
 
     /// The image's StopSignal, then SIGKILL after `timeout`.
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<()> {
-        self.get(name)?;
+        let c = self.get(name)?;
         if !matches!(
             self.status(name),
             Status::Running | Status::Paused | Status::Created
@@ -286,6 +286,7 @@ impl Containers<'_> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if matches!(self.status(name), Status::Exited(_)) {
+                self.wait_exit_recorded(&c);
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -298,6 +299,7 @@ impl Containers<'_> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if matches!(self.status(name), Status::Exited(_)) {
+                self.wait_exit_recorded(&c);
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -305,11 +307,25 @@ impl Containers<'_> {
         Err(Error::Other(format!("container {name} did not stop")))
     }
 
+    /// The runtime reports a detached container stopped as soon as its
+    /// init exits, a moment before the supervisor has reaped it and
+    /// written the exit file: wait for that, so the status is known and
+    /// nothing is still writing into the container's directory.
+    fn wait_exit_recorded(&self, c: &Container) {
+        if !c.detached {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.exit_path(&c.name).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Removes the container, its bundle and its files.
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
-        self.get(name)?;
+        let c = self.get(name)?;
         match self.status(name) {
-            Status::Exited(_) => {}
+            Status::Exited(_) => self.wait_exit_recorded(&c),
             _ if force => self.stop(name, Duration::ZERO)?,
             s => {
                 return Err(Error::invalid(

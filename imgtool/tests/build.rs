@@ -83,7 +83,7 @@ fn web_page_image_serves_its_page() {
     ]);
     let url = format!("http://{listen}/index.html");
     let mut body = String::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         let o = std::process::Command::new("curl")
             .args(["-sf", &url])
             .output()

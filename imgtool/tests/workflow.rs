@@ -239,7 +239,17 @@ fn containers_run_exec_logs_cp_stop_rm() {
         std::fs::read_to_string(back.join("etc/passwd")).unwrap()
     );
 
-    let o = img.cmd(&["logs", &name]).output().unwrap();
+    // The supervisor copies output into the log as it comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let o = loop {
+        let o = img.cmd(&["logs", &name]).output().unwrap();
+        if (o.stdout.ends_with(b"\n") && o.stderr.ends_with(b"\n"))
+            || std::time::Instant::now() > deadline
+        {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out-line\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err-line\n");
     assert!(img.fail(&["rm", &name]).contains("stop it first"));

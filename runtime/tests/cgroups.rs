@@ -22,15 +22,6 @@ fn own_cgroup(controller: &str) -> PathBuf {
     panic!("no {controller} cgroup");
 }
 
-fn wait_for(cond: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn absolute_path_in_every_hierarchy_and_removed_on_delete() {
     let mut env = Env::new("cg-abs");
@@ -176,7 +167,7 @@ fn cgroup2_device_program_filters_opens() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "null-ok\nlc-denied\n");
-    wait_for(|| {
+    wait_until(15, || {
         std::fs::read_to_string(dir.join("cgroup.procs"))
             .unwrap_or_default()
             .is_empty()
@@ -207,7 +198,7 @@ fn cgroup2_freeze_and_kill_on_the_real_mount() {
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
-    wait_for(|| std::fs::remove_dir(&dir).is_ok());
+    wait_until(15, || std::fs::remove_dir(&dir).is_ok());
     assert!(!dir.exists());
 }
 

@@ -176,7 +176,9 @@ impl Containerd {
             scratch,
             child,
             sock,
-            namespace: format!("berthtest{}", std::process::id()),
+            // Per engine: the containerd and dockerd tests run at once
+            // and each removes its namespace's cgroup when done.
+            namespace: format!("berthtest{name}{}", std::process::id()),
         }
     }
 
@@ -266,8 +268,12 @@ fn containerd_runs_berth_through_its_runc_shim() {
     ]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out), "exec-out\n");
-    let ps = c.ctr_ok(&["task", "ps", "bg"]);
-    assert_eq!(ps.lines().count(), 3, "init, sleep: {ps}");
+    let mut ps = String::new();
+    let both = wait_until(15, || {
+        ps = c.ctr_ok(&["task", "ps", "bg"]);
+        ps.lines().count() == 3
+    });
+    assert!(both, "init, sleep: {ps}");
     c.ctr_ok(&["task", "pause", "bg"]);
     assert!(c.ctr_ok(&["task", "ls"]).contains("PAUSED"));
     c.ctr_ok(&["task", "resume", "bg"]);
@@ -425,8 +431,12 @@ fn dockerd_runs_berth() {
     let out = d.docker(&["exec", "d1", "sh", "-c", "echo exec-out; exit 6"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out), "exec-out\n");
-    let top = d.docker_ok(&["top", "d1"]);
-    assert!(top.contains("sleep 1000"), "{top}");
+    let mut top = String::new();
+    let forked = wait_until(15, || {
+        top = d.docker_ok(&["top", "d1"]);
+        top.contains("sleep 1000")
+    });
+    assert!(forked, "{top}");
     d.docker_ok(&["pause", "d1"]);
     assert!(d
         .docker_ok(&["ps", "--format", "{{.Status}}"])

@@ -156,13 +156,10 @@ fn process_file_detached_with_pid_file_as_containerd_does() {
     // The shell creates the file before echo writes to it: wait for the line.
     let out_file = env.bundle.join("rootfs/tmp/exec-out");
     let mut written = String::new();
-    for _ in 0..250 {
+    wait_until(15, || {
         written = std::fs::read_to_string(&out_file).unwrap_or_default();
-        if written.ends_with('\n') {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        written.ends_with('\n')
+    });
     assert_eq!(written, "from-process-json\n");
     let out = exec(
         &env,
@@ -202,12 +199,7 @@ fn paused_and_stopped_containers() {
     let out = pending.join().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(env.berth(&["kill", &env.id, "KILL"]).status.success());
-    for _ in 0..500 {
-        if env.status() == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(15, || env.status() == "stopped");
     assert_eq!(env.status(), "stopped");
     let out = exec(&env, &[&env.id, "true"]);
     assert!(!out.status.success());

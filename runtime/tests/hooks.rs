@@ -112,12 +112,7 @@ fn failing_poststart_stops_the_container() {
     let out = env.berth(&["start", &env.id]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("poststart"), "{}", stderr_of(&out));
-    for _ in 0..100 {
-        if env.status() == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until(15, || env.status() == "stopped");
     assert_eq!(env.status(), "stopped");
     assert!(env.berth(&["delete", &env.id]).status.success());
     env.expect_no_state();

@@ -53,13 +53,10 @@ fn create_start_state_kill_delete() {
     let out = env.berth(&["start", &env.id]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(env.status(), "running");
-    for _ in 0..100 {
-        if env.bundle.join("rootfs/tmp/started").exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(env.bundle.join("rootfs/tmp/started").exists());
+    assert!(wait_until(15, || env
+        .bundle
+        .join("rootfs/tmp/started")
+        .exists()));
 
     // start twice is an error
     let out = env.berth(&["start", &env.id]);
@@ -72,12 +69,7 @@ fn create_start_state_kill_delete() {
 
     let out = env.berth(&["kill", &env.id, "KILL"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    for _ in 0..100 {
-        if env.status() == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(15, || env.status() == "stopped");
     let st = env.state();
     assert_eq!(st["status"], "stopped");
     assert_eq!(st["pid"], 0);
@@ -153,26 +145,31 @@ fn kill_signal_names_and_numbers() {
     let mut env = Env::new("kill-signals");
     // The init traps USR1 and writes a marker; TERM ends it.
     env.config["root"]["readonly"] = json!(false);
-    env.sh("trap 'echo usr1 >> /tmp/sig' USR1; trap 'echo term >> /tmp/sig; exit 3' TERM; while true; do sleep 0.05; done");
+    // A signal before the traps are set would be ignored (the shell is
+    // pid 1 of its namespace): it says when it is ready.
+    env.sh("trap 'echo usr1 >> /tmp/sig' USR1; trap 'echo term >> /tmp/sig; exit 3' TERM; touch /tmp/ready; while true; do sleep 0.05; done");
     env.create_ok();
     assert!(env.berth(&["start", &env.id]).status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(env.berth(&["kill", &env.id, "USR1"]).status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(env.berth(&["kill", &env.id, "SIGUSR1"]).status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(env
-        .berth(&["kill", &env.id, &libc::SIGUSR1.to_string()])
-        .status
-        .success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(env.berth(&["kill", &env.id]).status.success()); // default SIGTERM
-    for _ in 0..100 {
-        if env.status() == "stopped" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let sig = env.bundle.join("rootfs/tmp/sig");
+    assert!(wait_until(15, || env
+        .bundle
+        .join("rootfs/tmp/ready")
+        .exists()));
+    let usr1 = libc::SIGUSR1.to_string();
+    for (n, name) in ["USR1", "SIGUSR1", usr1.as_str()].into_iter().enumerate() {
+        assert!(env.berth(&["kill", &env.id, name]).status.success());
+        // One at a time: two pending USR1s would merge into one.
+        assert!(
+            wait_until(15, || std::fs::read_to_string(&sig)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == n + 1),
+            "{name} not delivered"
+        );
     }
+    assert!(env.berth(&["kill", &env.id]).status.success()); // default SIGTERM
+    assert!(wait_until(15, || env.status() == "stopped"));
     let log = std::fs::read_to_string(env.bundle.join("rootfs/tmp/sig")).unwrap();
     assert_eq!(log, "usr1\nusr1\nusr1\nterm\n");
     let out = env.berth(&["kill", &env.id, "NOTASIGNAL"]);
@@ -189,19 +186,19 @@ fn kill_all_signals_every_process() {
     env.sh("sleep 100 & sleep 100 & sleep 100");
     env.create_ok();
     assert!(env.berth(&["start", &env.id]).status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let procs = std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap();
-    assert_eq!(procs.lines().count(), 3, "{procs}");
+    let mut procs = String::new();
+    let all_there = wait_until(15, || {
+        procs = std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap();
+        procs.lines().count() == 3
+    });
+    assert!(all_there, "{procs}");
     let out = env.berth(&["kill", "--all", &env.id, "KILL"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    for _ in 0..100 {
-        let procs = std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs"))
-            .unwrap_or_default();
-        if procs.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(15, || {
+        std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs"))
+            .unwrap_or_default()
+            .is_empty()
+    });
     assert_eq!(
         std::fs::read_to_string(env.cgroup_dir("pids").join("cgroup.procs")).unwrap(),
         ""

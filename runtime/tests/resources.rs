@@ -228,6 +228,11 @@ fn ps_and_events_stats() {
     let env = created("res-ps-events", json!({"pids": {"limit": 64}}));
     assert!(env.berth(&["start", &env.id]).status.success());
     let pid = env.state()["pid"].as_i64().unwrap();
+    // The shell execs sleep: wait until it has.
+    assert!(wait_until(15, || std::fs::read_to_string(format!(
+        "/proc/{pid}/comm"
+    ))
+    .is_ok_and(|c| c.trim() == "sleep")));
     let out = env.berth(&["ps", "--format", "json", &env.id]);
     let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pids, vec![pid]);
@@ -272,7 +277,11 @@ fn events_report_oom() {
     cmd.stdout(std::fs::File::create(&events_out).unwrap())
         .stderr(std::process::Stdio::null());
     let mut events = cmd.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // events prints its first stats once it has read the starting OOM
+    // count; OOMs before that would not count as new.
+    assert!(wait_until(15, || std::fs::read_to_string(&events_out)
+        .unwrap_or_default()
+        .contains("\"type\":\"stats\"")));
     assert!(env.berth(&["start", &env.id]).status.success());
     // events ends by itself when the container stops.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

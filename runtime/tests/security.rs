@@ -6,15 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn wait_until(mut cond: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 /// While the init waits for `start` it is still berth's code: a process in
 /// the container must not be able to write the binary through
 /// /proc/1/exe, nor read the init's memory or environment.
@@ -62,13 +53,16 @@ fn exec_process_in_setup_cannot_be_reached_from_inside() {
     });
     // The frozen exec child is a second process in a's cgroup.
     let procs = a.cgroup_dir("freezer").join("cgroup.procs");
-    wait_until(|| {
-        std::fs::read_to_string(&procs)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            >= 2
-    });
+    assert!(
+        wait_until(15, || {
+            std::fs::read_to_string(&procs)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= 2
+        }),
+        "the exec never joined the cgroup"
+    );
     let mut b = Env::new("sec-exec-exe-b");
     b.config["linux"]["namespaces"] = json!([
         {"type": "pid", "path": format!("/proc/{init}/ns/pid")},

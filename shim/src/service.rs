@@ -851,6 +851,17 @@ impl shim::Task for Service {
         e.bundle = req.bundle.clone();
         e.pid = pid as u32;
         self.publish(topics::TASK_CREATE_EVENT_TOPIC, Box::new(e));
+        // Watched from create, before the program runs: an OOM kill in its
+        // first milliseconds is still reported.
+        let (svc, cid) = (self.clone(), req.id.clone());
+        let watched = crate::oom::watch(pid, move || {
+            let mut e = TaskOOM::new();
+            e.container_id = cid.clone();
+            svc.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(e));
+        });
+        if let Err(e) = watched {
+            log::warn!("no OOM events for {}: {e}", req.id);
+        }
         Ok(api::CreateTaskResponse {
             pid: pid as u32,
             ..Default::default()
@@ -880,15 +891,6 @@ impl shim::Task for Service {
             e.container_id = req.id.clone();
             e.pid = pid as u32;
             self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(e));
-            let (svc, cid) = (self.clone(), req.id.clone());
-            let watched = crate::oom::watch(pid, move || {
-                let mut e = TaskOOM::new();
-                e.container_id = cid.clone();
-                svc.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(e));
-            });
-            if let Err(e) = watched {
-                log::warn!("no OOM events for {}: {e}", req.id);
-            }
             crate::trim::release_code_pages_soon();
             return Ok(api::StartResponse {
                 pid: pid as u32,

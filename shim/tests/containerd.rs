@@ -92,6 +92,23 @@ impl Containerd {
         out(&o)
     }
 
+    /// Waits for the namespace's shims to exit (they do once their last
+    /// task is deleted).
+    fn wait_no_shims(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = Command::new("pgrep")
+                .args(["-f", &format!("{SHIM}.*-namespace {}", self.namespace)])
+                .output()
+                .unwrap();
+            if out(&left).trim().is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "shims left: {}", out(&left));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn wait_for(&self, id: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -254,7 +271,15 @@ fn ctr_runs_containers_through_the_berth_shim() {
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     assert_eq!(out(&o), "exec-out\n");
-    assert_eq!(c.ctr_ok(&["task", "ps", "bg"]).lines().count(), 3);
+    // The init and its sleep, once the shell has forked it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.ctr_ok(&["task", "ps", "bg"]).lines().count() != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "task ps never showed init and sleep"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     c.ctr_ok(&["task", "pause", "bg"]);
     c.wait_for("bg", "PAUSED");
     c.ctr_ok(&["task", "resume", "bg"]);
@@ -449,7 +474,20 @@ fn ctr_runs_containers_through_the_berth_shim() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Subscribed once an event of our own shows up.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    while !std::fs::read_to_string(&events_log)
+        .unwrap_or_default()
+        .contains("/containers/create")
+    {
+        assert!(Instant::now() < deadline, "ctr events saw nothing");
+        n += 1;
+        let probe = format!("events-probe-{n}");
+        c.ctr_ok(&["container", "create", img, &probe]);
+        c.ctr_ok(&["container", "rm", &probe]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let o = c.ctr(&[
         "run",
         "--rm",
@@ -504,6 +542,8 @@ fn ctr_runs_containers_through_the_berth_shim() {
 
     // Containers of one pod (same io.kubernetes.cri.sandbox-id) share a
     // shim, as with the runc shim; it exits after the last one is deleted.
+    // Shims of the --rm runs above may still be on their way out.
+    c.wait_no_shims();
     let pod = format!("pod-{}", std::process::id());
     let ann = format!("io.kubernetes.cri.sandbox-id={pod}");
     for id in ["pod-a", "pod-b"] {
@@ -592,17 +632,5 @@ fn ctr_runs_containers_through_the_berth_shim() {
     let _ = c.ctr(&["task", "delete", "lost"]);
     c.ctr_ok(&["container", "rm", "lost"]);
     assert_eq!(c.ctr_ok(&["task", "ls", "-q"]).trim(), "");
-    // No shim is left once every task is gone.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = Command::new("pgrep")
-            .args(["-f", &format!("{SHIM}.*-namespace {}", c.namespace)])
-            .output()
-            .unwrap();
-        if out(&left).trim().is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "shims left: {}", out(&left));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.wait_no_shims();
 }

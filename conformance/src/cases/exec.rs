@@ -1,12 +1,21 @@
 //! exec (runc's contract): a new process in a running container.
 
 use super::{case, Case};
-use crate::harness::{check, expect_eq, Ctx, Out};
+use crate::harness::{check, expect_eq, wait_until, Ctx, Out};
 
+/// A running container whose init has become `sleep` (the shell execs it).
 fn running(c: &mut Ctx) -> crate::harness::CaseResult {
     c.sh("sleep 60");
     c.create()?;
-    c.start()
+    c.start()?;
+    let pid = c.state()?["pid"].to_string();
+    check(
+        wait_until(15, || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "sleep")
+        }),
+        || "the init never became sleep".into(),
+    )
 }
 
 fn exec(c: &mut Ctx, flags: &[&str], cmd: &[&str]) -> Out {

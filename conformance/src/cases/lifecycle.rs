@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{case, Case};
-use crate::harness::{check, expect_eq, fail};
+use crate::harness::{check, expect_eq, wait_until};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -27,13 +27,10 @@ pub fn cases() -> Vec<Case> {
             c.sh("touch /ran; sleep 60");
             c.create()?;
             c.start()?;
-            for _ in 0..100 {
-                if c.host_path("/ran").exists() {
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            fail("the program did not run after start")
+            let ran = c.host_path("/ran");
+            check(wait_until(15, || ran.exists()), || {
+                "the program did not run after start".into()
+            })
         }),
         case("lifecycle/state-fields", |c| {
             c.sh("sleep 60");
@@ -138,10 +135,15 @@ pub fn cases() -> Vec<Case> {
             expect_eq("pid file", pid.trim(), &c.state()?["pid"].to_string())
         }),
         case("lifecycle/kill-signal-reaches-the-process", |c| {
-            c.sh("trap 'echo got-usr1 > /sig; exit 0' USR1; while true; do sleep 0.05; done");
+            // The shell is pid 1 of its namespace: a signal before the trap
+            // is set would be ignored, so it says when it is ready.
+            c.sh("trap 'echo got-usr1 > /sig; exit 0' USR1; touch /ready; while true; do sleep 0.05; done");
             c.create()?;
             c.start()?;
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            let ready = c.host_path("/ready");
+            check(wait_until(15, || ready.exists()), || {
+                "the program never set its trap".into()
+            })?;
             let id = c.id.clone();
             let out = c.runtime(&["kill", &id, "USR1"]);
             check(out.ok(), || format!("kill: {}", out.stderr.trim()))?;

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{case, Case};
-use crate::harness::{check, expect_eq, fail, Ctx, Verdict};
+use crate::harness::{check, expect_eq, fail, wait_until, Ctx, Verdict};
 
 fn host_ns(kind: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{kind}"))
@@ -42,11 +42,15 @@ fn join_ns_case(typ: &'static str, proc_name: &'static str) -> Case {
                 .args([flag, "sleep", "30"])
                 .spawn()
                 .map_err(|e| Verdict::Skip(format!("unshare(1): {e}")))?;
-            std::thread::sleep(std::time::Duration::from_millis(100));
             let path = format!("/proc/{}/ns/{proc_name}", helper.id());
-            let theirs = std::fs::read_link(&path)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
+            let read = || {
+                std::fs::read_link(&path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            };
+            // unshare(1) has to get to unshare(2) first.
+            wait_until(15, || read() != host_ns(proc_name));
+            let theirs = read();
             let ns = c.namespaces();
             ns.retain(|n| n["type"] != typ);
             ns.push(json!({"type": typ, "path": path}));

@@ -181,7 +181,7 @@ pub fn cases() -> Vec<Case> {
                 .0;
             let master = crate::recv_fd(conn.as_raw_fd()).map_err(Verdict::Fail)?;
             c.start()?;
-            let text = crate::read_until(master, "31 97", std::time::Duration::from_secs(5));
+            let text = crate::read_until(master, "31 97", std::time::Duration::from_secs(15));
             check(text.contains("31 97"), || {
                 format!("terminal output {text:?}")
             })

@@ -188,6 +188,20 @@ def http_status(url, timeout=2.0):
         return None, str(e)
 
 
+def wait_answering(url, ok, proc, timeout, what):
+    """Poll url until it answers with a status in ok while proc runs."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartError("%s exited early with status %s" % (what, proc.returncode))
+        st, _ = http_status(url)
+        if st in ok:
+            return
+        time.sleep(0.05)
+    raise StartError("%s at %s not answering (%s)" % (what, url, st))
+
+
 def wait_port_file(path, proc, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -308,9 +322,8 @@ def cmd_start(a):
             procs.append(p)
             tport = wait_port_file(port_file, p, a.timeout, "token server")
             token_url = "http://127.0.0.1:%d/token" % tport
-            st, _ = http_status(token_url + "?service=" + SERVICE)
-            if st != 200:
-                raise StartError("token server at %s not answering (%s)" % (token_url, st))
+            wait_answering(token_url + "?service=" + SERVICE, (200,), p, a.timeout,
+                           "token server")
 
         reg_log = os.path.join(d, "registry.log")
         logs.insert(0, reg_log)
@@ -329,7 +342,10 @@ def cmd_start(a):
                 if p.poll() is not None:
                     break
                 st, hdrs = http_status("http://127.0.0.1:%d/v2/" % port, timeout=1.0)
-                if st in (200, 401) and p.poll() is None:
+                # Our registry, not whatever else took the port meanwhile:
+                # it speaks the distribution API and is still running.
+                ours = st is not None and hdrs.get("Docker-Distribution-Api-Version")
+                if st in (200, 401) and ours and p.poll() is None:
                     ready = True
                     break
                 time.sleep(0.05)
@@ -363,9 +379,8 @@ def cmd_start(a):
             procs.append(p)
             pport = wait_port_file(port_file, p, a.timeout, "redirect proxy")
             proxy_addr = "127.0.0.1:%d" % pport
-            st, _ = http_status("http://%s/v2/" % proxy_addr)
-            if st not in (200, 401):
-                raise StartError("redirect proxy at %s not answering (%s)" % (proxy_addr, st))
+            wait_answering("http://%s/v2/" % proxy_addr, (200, 401), p, a.timeout,
+                           "redirect proxy")
 
         if a.watch_pid:
             log = os.path.join(d, "watchdog.log")

@@ -216,6 +216,21 @@ pub fn output_via_files(mut cmd: Command, dir: &Path) -> Output {
     out
 }
 
+/// Polls `cond` every 20 ms for up to `secs` seconds; whether it came
+/// true. Generous deadlines: CI machines run four tests per two cores.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
