@@ -527,6 +527,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Prune => {
             let store = Store::open(root, Access::Exclusive)?;
+            // No build runs while prune holds the store: any build
+            // container left is a killed build's.
+            if let Ok(runtime) = berth_img::build::run::find_runtime(cli.runtime.as_deref()) {
+                berth_img::build::run::reap_stale(&runtime, &store.root().join("build-runtime"));
+            }
             let report = store.prune()?;
             writeln!(
                 out,

@@ -466,50 +466,60 @@ fn killed_build_leaves_the_store_consistent() {
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM busybox:test\nRUN echo started > /dev/stderr; sleep 60\n",
+        // The step's own line shows the command: wait for what only its
+        // output says.
+        "FROM busybox:test\nRUN echo ready-$((1+1)) > /dev/stderr; sleep 60\n",
     )
     .unwrap();
     let images_before = std::fs::read(img.root.join("images.json")).unwrap();
-    let mut child = img
-        .cmd(&["build", "-t", "killed", ctx.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the RUN step to start, then kill the builder outright.
-    let mut stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("started") {
-        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
-        assert!(n > 0, "build ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(
-        std::fs::read(img.root.join("images.json")).unwrap(),
-        images_before
-    );
-    // Its mounts went with its private mount namespace.
-    assert!(
-        mounts_below(&img.root).is_empty(),
-        "{:?}",
-        mounts_below(&img.root)
-    );
-    // The next build cleans up the orphaned RUN container, and works.
+    let build_containers = || {
+        let list = std::process::Command::new(berth())
+            .arg("--root")
+            .arg(img.root.join("build-runtime"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&list.stdout).trim().to_string()
+    };
+    // Starts the build, waits for its RUN step, then kills the builder
+    // outright.
+    let kill_mid_run = || {
+        let mut child = img
+            .cmd(&["build", "-t", "killed", ctx.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("ready-2") {
+            let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+            assert!(n > 0, "build ended early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            std::fs::read(img.root.join("images.json")).unwrap(),
+            images_before
+        );
+        // Its mounts went with its private mount namespace.
+        assert!(
+            mounts_below(&img.root).is_empty(),
+            "{:?}",
+            mounts_below(&img.root)
+        );
+        assert_ne!(build_containers(), "", "the RUN container died with it");
+    };
+    // prune deletes the orphaned RUN container.
+    kill_mid_run();
+    img.ok(&["prune"]);
+    assert_eq!(build_containers(), "", "orphaned build container left");
+    // So does the next build, which works.
+    kill_mid_run();
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox:test\nRUN true\n").unwrap();
     img.ok(&["build", "-t", "after", ctx.to_str().unwrap()]);
-    let list = std::process::Command::new(berth())
-        .arg("--root")
-        .arg(img.root.join("build-runtime"))
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&list.stdout).trim(),
-        "",
-        "orphaned build container left"
-    );
+    assert_eq!(build_containers(), "", "orphaned build container left");
     img.ok(&["prune"]);
     assert_eq!(std::fs::read_dir(img.root.join("tmp")).unwrap().count(), 0);
 }
