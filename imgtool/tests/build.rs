@@ -359,6 +359,46 @@ fn instructions_heredocs_mounts_onbuild_and_metadata() {
 }
 
 #[test]
+fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
+    let s = Scratch::new("build-bind-from");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test AS tools\n\
+         RUN echo tool-v1 > /tool.txt\n\
+         FROM busybox:test\n\
+         RUN --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool cat /mnt/tool > /from-stage.txt\n\
+         RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /from-context.txt\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("input.txt"), "one\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    img.ok(&["build", "-t", "bindfrom", c]);
+    let show = "cat /from-stage.txt /from-context.txt";
+    assert_eq!(
+        run_image(&s, &img, "bindfrom", &["sh", "-c", show]),
+        "tool-v1\none\n"
+    );
+    // The bound file's content is part of the step's key: changing it
+    // reruns that step, and only that one.
+    std::fs::write(ctx.join("input.txt"), "two\n").unwrap();
+    let o = img.run(&["build", "-t", "bindfrom:2", c]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).matches("CACHED").count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        run_image(&s, &img, "bindfrom:2", &["sh", "-c", show]),
+        "tool-v1\ntwo\n"
+    );
+}
+
+#[test]
 fn cache_reuses_unchanged_steps_and_rebuilds_from_the_change() {
     let s = Scratch::new("build-cache");
     let img = store(&s);

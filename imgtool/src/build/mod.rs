@@ -164,6 +164,14 @@ struct CacheEntry {
     created: Option<String>,
 }
 
+/// A `RUN --mount`: what the step's cache key records of it, the runtime
+/// mount, and the stage or image mounted for `from=` (unmounted on drop).
+struct RunMount {
+    key: Value,
+    spec: Value,
+    _from: Option<Mounted>,
+}
+
 /// A stage's result, shared by the threads that build stages side by side.
 enum Slot {
     Pending,
@@ -489,7 +497,8 @@ impl Builder<'_> {
         })
     }
 
-    /// The earlier stages stage `i` names in FROM or COPY --from, as far as
+    /// The earlier stages stage `i` names in FROM, COPY --from or RUN
+    /// --mount=from=, as far as
     /// the global ARGs resolve them. Names that need the stage's own ARGs
     /// are found when the step runs, and built then.
     fn stage_deps(&self, i: usize) -> Vec<usize> {
@@ -502,8 +511,16 @@ impl Builder<'_> {
         };
         let mut deps: Vec<usize> = resolve(&stage.base).into_iter().collect();
         for ins in &stage.instructions {
-            if let Kind::Copy(c) | Kind::Add(c) = &ins.kind {
-                deps.extend(c.from.as_deref().and_then(resolve));
+            match &ins.kind {
+                Kind::Copy(c) | Kind::Add(c) => deps.extend(c.from.as_deref().and_then(resolve)),
+                Kind::Run { mounts, .. } => deps.extend(
+                    mounts
+                        .iter()
+                        .flat_map(|m| m.split(','))
+                        .filter_map(|kv| kv.trim().strip_prefix("from="))
+                        .filter_map(resolve),
+                ),
+                _ => {}
             }
         }
         deps
@@ -754,12 +771,7 @@ impl Builder<'_> {
         let line = ins.line;
         let rc = &mut state.config.config;
         match &ins.kind {
-            Kind::Run {
-                cmd,
-                mounts,
-                network,
-                heredocs: _,
-            } => return self.run_step(n, state, ins, cmd, mounts, network.as_deref()),
+            Kind::Run { .. } => return self.run_step(n, stage, state, ins),
             Kind::Copy(c) => return self.copy_step(n, stage, state, ins, c, false),
             Kind::Add(c) => return self.copy_step(n, stage, state, ins, c, true),
             Kind::Cmd(c) => {
@@ -920,16 +932,17 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn run_step(
-        &self,
-        n: usize,
-        state: &mut State,
-        ins: &Instruction,
-        cmd: &Command,
-        mounts: &[String],
-        network: Option<&str>,
-    ) -> Result<()> {
-        let net = match network.unwrap_or("default") {
+    fn run_step(&self, n: usize, stage: usize, state: &mut State, ins: &Instruction) -> Result<()> {
+        let Kind::Run {
+            cmd,
+            mounts,
+            network,
+            heredocs: _,
+        } = &ins.kind
+        else {
+            unreachable!("run_step is only called for RUN");
+        };
+        let net = match network.as_deref().unwrap_or("default") {
             "default" => self.opts.network,
             "host" => Network::Host,
             "none" => Network::None,
@@ -942,6 +955,11 @@ impl Builder<'_> {
         };
         let env = self.run_env(state);
         let args_used: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mounts: Vec<RunMount> = mounts
+            .iter()
+            .map(|spec| self.run_mount(stage, state, spec, ins.line))
+            .collect::<Result<_>>()?;
+        let mount_keys: Vec<&Value> = mounts.iter().map(|m| &m.key).collect();
         let key = Digest::sha256_of(
             &serde_json::to_vec(&json!([
                 "RUN",
@@ -950,7 +968,7 @@ impl Builder<'_> {
                 args_used,
                 state.shell,
                 format!("{net:?}"),
-                mounts,
+                mount_keys,
                 format!("{:?}", self.opts.compression)
             ]))
             .unwrap(),
@@ -982,9 +1000,7 @@ impl Builder<'_> {
                 args = vec!["/dev/.berth-img-script".into()];
             }
         }
-        for spec in mounts {
-            extra_mounts.push(self.run_mount(state, spec, ins.line)?);
-        }
+        extra_mounts.extend(mounts.iter().map(|m| m.spec.clone()));
 
         // Mount points the runtime creates that the image lacks stay out of
         // the layer.
@@ -1083,16 +1099,24 @@ impl Builder<'_> {
     }
 
     /// `RUN --mount=type=cache|bind,...` as a bind mount in the container.
-    fn run_mount(&self, state: &State, spec: &str, line: usize) -> Result<Value> {
+    /// A bind mount's source (the context, or `from=` a stage or an image)
+    /// is resolved here, before the step's cache key, which includes its
+    /// content.
+    fn run_mount(&self, stage: usize, state: &State, spec: &str, line: usize) -> Result<RunMount> {
         let mut kv = BTreeMap::new();
         for part in spec.split(',') {
             let (k, v) = part.split_once('=').unwrap_or((part, "true"));
             kv.insert(k.trim().to_string(), self.expand(state, v.trim(), line)?);
         }
-        let target = kv
-            .get("target")
-            .or_else(|| kv.get("dst"))
-            .or_else(|| kv.get("destination"))
+        let flag = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| kv.get(*n))
+                .is_some_and(|v| v != "false")
+        };
+        let target = ["target", "dst", "destination"]
+            .iter()
+            .find_map(|k| kv.get(*k))
             .cloned()
             .ok_or_else(|| {
                 Error::Other(format!(
@@ -1100,10 +1124,6 @@ impl Builder<'_> {
                 ))
             })?;
         let target = join_workdir(&state.workdir(), &target);
-        let ro = kv
-            .get("ro")
-            .or_else(|| kv.get("readonly"))
-            .is_some_and(|v| v != "false");
         match kv.get("type").map(String::as_str).unwrap_or("bind") {
             "cache" => {
                 let id = kv.get("id").cloned().unwrap_or_else(|| target.clone());
@@ -1113,33 +1133,61 @@ impl Builder<'_> {
                     .join("build-cache/mounts")
                     .join(Digest::sha256_of(id.as_bytes()).hex());
                 fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
-                Ok(
-                    json!({"destination": target, "type": "bind", "source": dir, "options": ["rbind", if ro { "ro" } else { "rw" }]}),
-                )
+                let mode = if flag(&["ro", "readonly"]) {
+                    "ro"
+                } else {
+                    "rw"
+                };
+                Ok(RunMount {
+                    // A cache's content never invalidates the step.
+                    key: json!(["cache", id, target, mode]),
+                    spec: json!({"destination": target, "type": "bind", "source": dir, "options": ["rbind", mode]}),
+                    _from: None,
+                })
             }
             "bind" => {
-                if kv.contains_key("from") {
-                    return Err(Error::Other(format!("Dockerfile:{line}: RUN --mount=type=bind,from= is not supported by berth-img")));
-                }
-                let source = kv
-                    .get("source")
-                    .or_else(|| kv.get("src"))
+                let source = ["source", "src"]
+                    .iter()
+                    .find_map(|k| kv.get(*k))
                     .cloned()
                     .unwrap_or_default();
-                let src = self.context.join(crate::inroot::clean(Path::new(&source)));
-                if !src.exists() {
+                let rel = crate::inroot::clean(Path::new(&source));
+                let (root, from, origin) = match kv.get("from") {
+                    None => (self.context.clone(), None, json!("context")),
+                    Some(f) => {
+                        let src_state = match self.stage_index(f, stage) {
+                            Some(j) => self.build_stage(j)?,
+                            None => self.image_state(f, None, line)?,
+                        };
+                        let m = self.mount(&src_state)?;
+                        (m.merged(), Some(m), json!(src_state.id()))
+                    }
+                };
+                let src = root.join(&rel);
+                if fs::symlink_metadata(&src).is_err() {
                     return Err(Error::Other(format!(
-                        "Dockerfile:{line}: RUN --mount: {source:?} not found in the build context"
+                        "Dockerfile:{line}: RUN --mount: {source:?} not found in {}",
+                        kv.get("from")
+                            .map_or("the build context".to_string(), |f| format!("{f:?}"))
                     )));
                 }
+                let content = copy::Source {
+                    root: root.clone(),
+                    ignore: None,
+                    label: String::new(),
+                }
+                .digest(std::slice::from_ref(&rel))?;
                 // Bind mounts are read-only unless rw is asked for.
-                let rw = kv
-                    .get("rw")
-                    .or_else(|| kv.get("readwrite"))
-                    .is_some_and(|v| v != "false");
-                Ok(
-                    json!({"destination": target, "type": "bind", "source": src, "options": ["rbind", if rw { "rw" } else { "ro" }]}),
-                )
+                let mode = if flag(&["rw", "readwrite"]) {
+                    "rw"
+                } else {
+                    "ro"
+                };
+                Ok(RunMount {
+                    key: json!(["bind", origin, rel, content, target, mode]),
+                    spec: json!({"destination": target, "type": "bind", "source": src, "options": ["rbind", mode]}),
+                    _from: from,
+                })
             }
             other => Err(Error::Other(format!(
                 "Dockerfile:{line}: RUN --mount=type={other} is not supported by berth-img"
