@@ -276,7 +276,7 @@ fn independent_stages_build_side_by_side() {
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM busybox:test AS slow\nRUN echo slow-started; sleep 600\n\
-         FROM busybox:test AS broken\nRUN sleep 1; exit 5\n\
+         FROM busybox:test AS broken\nRUN exit 5\n\
          FROM scratch\nCOPY --from=slow /bin/busybox /a\nCOPY --from=broken /bin/busybox /b\n",
     )
     .unwrap();
@@ -288,8 +288,7 @@ fn independent_stages_build_side_by_side() {
         "the slow stage was not stopped"
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("Dockerfile:4: RUN sleep 1; exit 5: exit code 5"),
+        String::from_utf8_lossy(&o.stderr).contains("Dockerfile:4: RUN exit 5: exit code 5"),
         "{}",
         text(&o)
     );

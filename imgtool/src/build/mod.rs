@@ -201,8 +201,6 @@ struct Builder<'a> {
     /// The error that failed the build; every stage after it only reports
     /// [`Error::Cancelled`].
     first_error: Mutex<Option<Error>>,
-    /// RUN containers in flight, killed when another stage fails.
-    running: Mutex<BTreeSet<String>>,
     work: PathBuf,
 }
 
@@ -356,7 +354,6 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<Str
         step: Mutex::new(0),
         failed: AtomicBool::new(false),
         first_error: Mutex::new(None),
-        running: Mutex::new(BTreeSet::new()),
         work: work.clone(),
         df,
     };
@@ -559,16 +556,13 @@ impl Builder<'_> {
     }
 
     /// Keeps the build's first error and stops the other stages: no new
-    /// steps, and RUN steps in flight are killed.
+    /// steps, and RUN steps in flight are killed ([`run::run_bundle`]
+    /// watches the flag).
     fn cancel(&self, e: Error) {
         if matches!(e, Error::Cancelled) || self.failed.swap(true, Ordering::SeqCst) {
             return;
         }
         *self.first_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for id in running.iter() {
-            run::kill(&self.runtime, &self.runtime_root(), id);
-        }
     }
 
     /// Where the RUN containers' state lives (`berth --root`).
@@ -1048,27 +1042,15 @@ impl Builder<'_> {
             &serde_json::to_vec_pretty(&spec).unwrap(),
         )?;
         let id = unique_name("berth-img-build-");
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone());
-        let code = if self.failed.load(Ordering::SeqCst) {
-            Err(Error::Cancelled)
-        } else {
-            run::run_bundle(
-                &self.runtime,
-                &self.runtime_root(),
-                &run_dir,
-                &id,
-                &format!("#{n}"),
-                self.opts.quiet,
-            )
-        };
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        let code = code?;
+        let code = run::run_bundle(
+            &self.runtime,
+            &self.runtime_root(),
+            &run_dir,
+            &id,
+            &format!("#{n}"),
+            self.opts.quiet,
+            &self.failed,
+        )?;
         remove_tree(&run_dir);
         if code != 0 {
             return Err(Error::RunFailed {

@@ -4,7 +4,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -33,7 +36,9 @@ pub fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
 /// our stderr line by line behind `prefix` (the step's `#N`), so the
 /// output of stages building side by side stays attributable and our
 /// stdout stays clean for the image ID. Quiet builds keep the output and
-/// show it only if the step fails.
+/// show it only if the step fails. Once `cancel` is set the container is
+/// killed, again every 50 ms until `berth run` returns, since it may still
+/// be being created when the first kill comes.
 pub fn run_bundle(
     runtime: &Path,
     state_root: &Path,
@@ -41,6 +46,7 @@ pub fn run_bundle(
     id: &str,
     prefix: &str,
     quiet: bool,
+    cancel: &AtomicBool,
 ) -> Result<i32> {
     let mut child = Command::new(runtime)
         .arg("--root")
@@ -63,7 +69,19 @@ pub fn run_bundle(
             let kept = &kept;
             s.spawn(move || relay(stream, prefix, quiet.then_some(kept)));
         }
-        child.wait()
+        let (done, finished) = mpsc::channel::<()>();
+        s.spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(50))
+            {
+                if cancel.load(Ordering::SeqCst) {
+                    kill(runtime, state_root, id);
+                }
+            }
+        });
+        let status = child.wait();
+        drop(done);
+        status
     })
     .map_err(|e| Error::Other(format!("wait for {}: {e}", runtime.display())))?;
     // A container that outlived a failed run (the runtime was killed) must
@@ -134,7 +152,7 @@ pub fn reap_stale(runtime: &Path, state_root: &Path) {
 
 /// `berth kill ID KILL`, quietly: the container may not exist yet or be
 /// gone already.
-pub fn kill(runtime: &Path, state_root: &Path, id: &str) {
+fn kill(runtime: &Path, state_root: &Path, id: &str) {
     let _ = Command::new(runtime)
         .arg("--root")
         .arg(state_root)
