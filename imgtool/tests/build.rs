@@ -366,14 +366,18 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM busybox:test AS tools\n\
-         RUN echo tool-v1 > /tool.txt\n\
+         RUN echo tool-v1 > /tool.txt; mkdir -p /etc; echo stage > /etc/stage-marker; ln -s /etc /escape\n\
          FROM busybox:test\n\
          RUN --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool cat /mnt/tool > /from-stage.txt\n\
+         RUN --mount=type=bind,from=tools,source=/escape,target=/mnt/e cat /mnt/e/stage-marker && test ! -e /mnt/e/debian_version\n\
          RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /from-context.txt\n",
     )
     .unwrap();
     std::fs::write(ctx.join("input.txt"), "one\n").unwrap();
     let c = ctx.to_str().unwrap();
+    // A link to / inside the stage resolves inside the stage, not on the
+    // host (whose /etc has debian_version).
+    assert!(Path::new("/etc/debian_version").exists());
     img.ok(&["build", "-t", "bindfrom", c]);
     let show = "cat /from-stage.txt /from-context.txt";
     assert_eq!(
@@ -387,13 +391,20 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr).matches("CACHED").count(),
-        2,
+        3,
         "{}",
         text(&o)
     );
     assert_eq!(
         run_image(&s, &img, "bindfrom:2", &["sh", "-c", show]),
         "tool-v1\ntwo\n"
+    );
+    // What .dockerignore leaves out is not in the context for mounts either.
+    std::fs::write(ctx.join(".dockerignore"), "input.txt\n").unwrap();
+    let err = img.fail(&["build", "-t", "bindfrom:3", c]);
+    assert!(
+        err.contains("\"input.txt\" not found in the build context"),
+        "{err}"
     );
 }
 

@@ -21,10 +21,12 @@ pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -33,6 +35,7 @@ use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
 use crate::image::{Compression, Descriptor, History, ImageConfig, Platform, RootFs, RunConfig};
 use crate::import::{created_time, store_image};
+use crate::inroot::Root;
 use crate::overlay::{self, Overlay};
 use crate::pull::{self, unpack_blob};
 use crate::reference::Reference;
@@ -1133,32 +1136,53 @@ impl Builder<'_> {
                     .find_map(|k| kv.get(*k))
                     .cloned()
                     .unwrap_or_default();
-                let rel = crate::inroot::clean(Path::new(&source));
-                let (root, from, origin) = match kv.get("from") {
-                    None => (self.context.clone(), None, json!("context")),
+                let (root, ignore, from, origin) = match kv.get("from") {
+                    None => (
+                        self.context.clone(),
+                        self.ignore.clone(),
+                        None,
+                        json!("context"),
+                    ),
                     Some(f) => {
                         let src_state = match self.stage_index(f, stage) {
                             Some(j) => self.build_stage(j)?,
                             None => self.image_state(f, None, line)?,
                         };
                         let m = self.mount(&src_state)?;
-                        (m.merged(), Some(m), json!(src_state.id()))
+                        (m.merged(), None, Some(m), json!(src_state.id()))
                     }
                 };
-                let src = root.join(&rel);
-                if fs::symlink_metadata(&src).is_err() {
-                    return Err(Error::Other(format!(
+                let not_found = || {
+                    Error::Other(format!(
                         "Dockerfile:{line}: RUN --mount: {source:?} not found in {}",
                         kv.get("from")
                             .map_or("the build context".to_string(), |f| format!("{f:?}"))
-                    )));
+                    ))
+                };
+                // The source is resolved inside its root, symlinks
+                // included: a link to / in a stage must not bind the host's.
+                let root = fs::canonicalize(&root).map_err(|e| Error::Path(root, e.to_string()))?;
+                let fd = Root::open(&root)
+                    .and_then(|r| {
+                        r.open_at(&crate::inroot::clean(Path::new(&source)), OFlag::O_PATH)
+                    })
+                    .map_err(|_| not_found())?;
+                let src = fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .map_err(|e| Error::Other(format!("resolve {source:?}: {e}")))?;
+                let rel = src
+                    .strip_prefix(&root)
+                    .map_err(|_| not_found())?
+                    .to_path_buf();
+                let tree = copy::Source {
+                    root,
+                    ignore,
+                    label: "build context".into(),
+                };
+                if !rel.as_os_str().is_empty() && tree.resolve(&rel.to_string_lossy()).is_err() {
+                    // Excluded by .dockerignore: not in the context.
+                    return Err(not_found());
                 }
-                let content = copy::Source {
-                    root: root.clone(),
-                    ignore: None,
-                    label: String::new(),
-                }
-                .digest(std::slice::from_ref(&rel))?;
+                let content = tree.digest(std::slice::from_ref(&rel))?;
                 // Bind mounts are read-only unless rw is asked for.
                 let mode = if flag(&["rw", "readwrite"]) {
                     "rw"
