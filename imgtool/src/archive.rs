@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use serde_json::{json, Value};
 
 use crate::build::diff;
@@ -123,9 +124,9 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<String>> {
         // outside the scratch directory either.
         layer::unpack(input, &tmp, Mode::Flatten)
             .map_err(|e| Error::Other(format!("read archive: {e}")))?;
-        if tmp.join("manifest.json").is_file() {
+        if open_member(&tmp, "manifest.json").is_ok() {
             load_docker(store, &tmp)
-        } else if tmp.join("index.json").is_file() {
+        } else if open_member(&tmp, "index.json").is_ok() {
             load_oci(store, &tmp)
         } else {
             Err(Error::Other(
@@ -137,9 +138,31 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<String>> {
     result
 }
 
+/// A regular file of the unpacked archive, found inside it: a member that
+/// is a symlink to a host file, or a device node, is not read.
+fn open_member(dir: &Path, rel: &str) -> Result<File> {
+    let fail = |e: &dyn std::fmt::Display| Error::Other(format!("archive: {rel}: {e}"));
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = crate::inroot::Root::open(dir)
+        .and_then(|r| r.open_at(&crate::inroot::clean(Path::new(rel)), flags))
+        .map_err(|e| fail(&e))?;
+    let f = File::from(fd);
+    if !f.metadata().map_err(|e| fail(&e))?.is_file() {
+        return Err(fail(&"not a regular file"));
+    }
+    Ok(f)
+}
+
+fn read_member(dir: &Path, rel: &str) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_member(dir, rel)?
+        .read_to_end(&mut data)
+        .map_err(|e| Error::Other(format!("archive: {rel}: {e}")))?;
+    Ok(data)
+}
+
 fn read_json(dir: &Path, rel: &str) -> Result<Value> {
-    let p = dir.join(crate::inroot::clean(Path::new(rel)));
-    let data = fs::read(&p).map_err(|e| Error::Other(format!("archive: {rel}: {e}")))?;
+    let data = read_member(dir, rel)?;
     serde_json::from_slice(&data).map_err(|e| Error::Other(format!("archive: {rel}: {e}")))
 }
 
@@ -153,8 +176,7 @@ fn load_docker(store: &Store, dir: &Path) -> Result<Vec<String>> {
         let cfg_path = e["Config"]
             .as_str()
             .ok_or_else(|| Error::Other("archive: entry without Config".into()))?;
-        let cfg_bytes = fs::read(dir.join(crate::inroot::clean(Path::new(cfg_path))))
-            .map_err(|e| Error::Other(format!("archive: {cfg_path}: {e}")))?;
+        let cfg_bytes = read_member(dir, cfg_path)?;
         let cfg_digest = Digest::sha256_of(&cfg_bytes);
         let config = ImageConfig::parse(&cfg_bytes, &cfg_digest)?;
         let layer_paths: Vec<&str> = e["Layers"]
@@ -170,8 +192,7 @@ fn load_docker(store: &Store, dir: &Path) -> Result<Vec<String>> {
         }
         let mut layers = Vec::new();
         for (p, want) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
-            let f = File::open(dir.join(crate::inroot::clean(Path::new(p))))
-                .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?;
+            let f = open_member(dir, p)?;
             let tar = decompress(BufReader::new(f), None)
                 .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?;
             let (desc, diff_id) = store_layer(store, tar)?;
@@ -225,8 +246,7 @@ fn take_blob(store: &Store, dir: &Path, d: &Digest) -> Result<()> {
     if store.has_blob(d) {
         return Ok(());
     }
-    let p = dir.join("blobs").join(d.algorithm_name()).join(d.hex());
-    let f = File::open(&p).map_err(|e| Error::Other(format!("archive: blob {d}: {e}")))?;
+    let f = open_member(dir, &format!("blobs/{}/{}", d.algorithm_name(), d.hex()))?;
     let mut h = HashingReader::new(f, d.algorithm());
     let ingest = store.ingest(d)?;
     let Some(ingest) = ingest else { return Ok(()) };

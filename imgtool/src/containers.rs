@@ -89,6 +89,9 @@ impl Containers<'_> {
     }
 
     pub fn get(&self, name: &str) -> Result<Container> {
+        if !valid_name(name) {
+            return Err(Error::Other(format!("No such container: {name}")));
+        }
         let p = self.dir(name).join("container.json");
         let data = fs::read(&p).map_err(|_| Error::Other(format!("No such container: {name}")))?;
         serde_json::from_slice(&data).map_err(|e| Error::Path(p, format!("corrupt: {e}")))

@@ -142,6 +142,23 @@ pub fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> CString {
     CString::new(p).unwrap_or_else(|_| CString::new("/nonexistent").unwrap())
 }
 
+/// `rel` inside `root` as a path that lstat, readlink and the l*xattr
+/// calls can use: its parent is opened inside the root (the returned fd
+/// must outlive the path) and the final component is not followed. For
+/// trees another process may change meanwhile, such as a running
+/// container's.
+pub fn entry_path(root: &Root, rel: &Path) -> nix::Result<(OwnedFd, PathBuf)> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = root.open_at(parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    let name = rel.file_name().unwrap_or_default();
+    let path = if name.is_empty() {
+        PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+    } else {
+        PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
+    };
+    Ok((dir, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,15 +14,13 @@
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{
-    fchmod, fchmodat, mknodat, FchmodatFlags, Mode as Perm, SFlag, UtimensatFlags,
-};
+use nix::sys::stat::{fchmod, mknodat, Mode as Perm, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
@@ -249,18 +247,31 @@ fn set_owner(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
     .map_err(io_err)
 }
 
-/// Owner first (chown clears set-id bits), then mode. fchmodat follows
-/// symlinks, but `name` is a directory or node just made or seen, in a
-/// tree only this unpacker writes.
+/// Owner first (chown clears set-id bits), then mode. chmod cannot refuse
+/// to follow a symlink, and the tree may be a running container's (`cp`)
+/// that swaps `name` for a link to a host file: the mode is set through an
+/// O_PATH handle on the entry itself, refused if that is a symlink.
 fn set_owner_and_mode(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
     set_owner(dir, name, m)?;
-    fchmodat(
+    let fd = nix::fcntl::openat(
         dir.as_fd(),
         name.as_c_str(),
-        Perm::from_bits_truncate(m.mode),
-        FchmodatFlags::FollowSymlink,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Perm::empty(),
     )
-    .map_err(io_err)
+    .map_err(io_err)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(io_err)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK {
+        return Err(io::Error::other(format!(
+            "{}: replaced by a symlink while being written",
+            name.to_string_lossy()
+        )));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        std::fs::Permissions::from_mode(Perm::from_bits_truncate(m.mode).bits()),
+    )
 }
 
 fn set_xattrs(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {

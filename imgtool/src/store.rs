@@ -126,7 +126,19 @@ pub struct Ingest {
 }
 
 impl Store {
+    /// Opens (creating) the store at `root`. Everything in it is private
+    /// to root: unpacked layers and container rootfs hold the images'
+    /// setuid binaries and device nodes, which other users must not reach
+    /// (docker keeps its data root 0710 for the same reason). A `root`
+    /// that already exists keeps its mode; the store's own directories in
+    /// it are made 0700.
     pub fn open(root: &Path, access: Access) -> Result<Store> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .context(|| format!("create {}", root.display()))?;
         for d in [
             "blobs/sha256",
             "blobs/sha512",
@@ -134,9 +146,22 @@ impl Store {
             "layers",
             "bundles",
             "tmp",
+            "containers",
+            "build-cache",
+            "build-runtime",
         ] {
             let p = root.join(d);
-            fs::create_dir_all(&p).context(|| format!("create {}", p.display()))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .context(|| format!("create {}", p.display()))?;
+            let top = root.join(d.split('/').next().unwrap_or(d));
+            let private = fs::Permissions::from_mode(0o700);
+            if fs::symlink_metadata(&top).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                fs::set_permissions(&top, private)
+                    .context(|| format!("chmod {}", top.display()))?;
+            }
         }
         let arg = match access {
             Access::Shared => FlockArg::LockShared,

@@ -370,7 +370,8 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
          FROM busybox:test\n\
          RUN --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool cat /mnt/tool > /from-stage.txt\n\
          RUN --mount=type=bind,from=tools,source=/escape,target=/mnt/e cat /mnt/e/stage-marker && test ! -e /mnt/e/debian_version\n\
-         RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /from-context.txt\n",
+         RUN --mount=type=bind,source=input.txt,target=/mnt/in cat /mnt/in > /from-context.txt\n\
+         RUN --mount=type=bind,rw,target=/ctx echo x > /ctx/written-by-run\n",
     )
     .unwrap();
     std::fs::write(ctx.join("input.txt"), "one\n").unwrap();
@@ -379,6 +380,8 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
     // host (whose /etc has debian_version).
     assert!(Path::new("/etc/debian_version").exists());
     img.ok(&["build", "-t", "bindfrom", c]);
+    // An rw bind mount's writes are the step's alone, as with docker.
+    assert!(!ctx.join("written-by-run").exists());
     let show = "cat /from-stage.txt /from-context.txt";
     assert_eq!(
         run_image(&s, &img, "bindfrom", &["sh", "-c", show]),
@@ -406,6 +409,46 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
         err.contains("\"input.txt\" not found in the build context"),
         "{err}"
     );
+}
+
+#[test]
+fn sources_resolve_inside_the_context_and_stages() {
+    let s = Scratch::new("build-symlinks");
+    let img = store(&s);
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // An archive outside the context, reachable through a symlink in it.
+    let outside = s.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "host secret\n").unwrap();
+    let tar = s.path("outside.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&outside)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("secret.txt")
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink(&tar, ctx.join("loot.tar")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nADD loot.tar /x/\n",
+    )
+    .unwrap();
+    let err = img.fail(&["build", "-t", "loot", ctx.to_str().unwrap()]);
+    assert!(err.contains("loot.tar"), "{err}");
+    // A link to / in a stage leads to the stage's own root: COPY --from
+    // finds the stage's file, not the host's /etc/debian_version.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test AS s\nRUN ln -s / /l; mkdir -p /etc; echo stage > /etc/mark\n\
+         FROM busybox:test\nCOPY --from=s /l/etc/mark /mark\nCOPY --from=s /l/etc/debian_versio[n] /dv/\n",
+    )
+    .unwrap();
+    let err = img.fail(&["build", "-t", "links", ctx.to_str().unwrap()]);
+    assert!(err.contains("debian_versio[n]"), "{err}");
 }
 
 #[test]

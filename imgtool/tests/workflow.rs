@@ -318,3 +318,49 @@ fn containers_run_exec_logs_cp_stop_rm() {
     assert!(!img.ok(&["ps", "-a"]).contains("fg"));
     assert!(mounts_below(&img.root).is_empty());
 }
+
+/// `load` reads only what the archive holds: a member that is a symlink to
+/// a host file is refused even when the config names that file's content.
+#[test]
+fn load_reads_only_the_archive() {
+    let s = Scratch::new("wf-load-links");
+    let img = Img::new(&s, "store");
+    // A host tar the crafted archive points at, with a config whose diff
+    // ID matches it, so only following the link would make a valid image.
+    let secret = s.path("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("secret.txt"), "host secret\n").unwrap();
+    let host_tar = s.path("host.tar");
+    let tar = |dir: &std::path::Path, out: &std::path::Path, what: &[&str]| {
+        assert!(Command::new("tar")
+            .arg("-C")
+            .arg(dir)
+            .arg("-cf")
+            .arg(out)
+            .args(what)
+            .status()
+            .unwrap()
+            .success());
+    };
+    tar(&secret, &host_tar, &["secret.txt"]);
+    let diff_id = Command::new("sha256sum").arg(&host_tar).output().unwrap();
+    let diff_id = String::from_utf8_lossy(&diff_id.stdout)[..64].to_string();
+    let a = s.path("archive");
+    std::fs::create_dir_all(&a).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]}
+    });
+    std::fs::write(a.join("c.json"), config.to_string()).unwrap();
+    std::fs::write(
+        a.join("manifest.json"),
+        r#"[{"Config":"c.json","RepoTags":["loot:1"],"Layers":["l.tar"]}]"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&host_tar, a.join("l.tar")).unwrap();
+    let archive = s.path("crafted.tar");
+    tar(&a, &archive, &["manifest.json", "c.json", "l.tar"]);
+    let err = img.fail(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(err.contains("l.tar"), "{err}");
+    assert!(img.fail(&["inspect", "loot:1"]).contains("not known"));
+}

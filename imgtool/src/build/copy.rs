@@ -2,12 +2,13 @@
 //! stage or an image, copied into a stage's mounted rootfs with docker's
 //! rules for what the destination means.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsRawFd;
+use std::io::{BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 
 use super::dockerignore::DockerIgnore;
@@ -84,6 +85,15 @@ fn has_wildcard(s: &str) -> bool {
 }
 
 impl Source {
+    /// `rel` opened for reading inside the root (symlinks resolved there
+    /// too), if it is a regular file.
+    pub fn open_file(&self, rel: &Path) -> Option<std::fs::File> {
+        let root = Root::open(&self.root).ok()?;
+        let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let f = std::fs::File::from(root.open_at(rel, flags).ok()?);
+        f.metadata().ok()?.is_file().then_some(f)
+    }
+
     fn included(&self, rel: &Path) -> bool {
         match &self.ignore {
             Some(i) => rel.as_os_str().is_empty() || !i.is_excluded(&rel.to_string_lossy()),
@@ -102,7 +112,7 @@ impl Source {
             let mut next = Vec::new();
             for base in &found {
                 if has_wildcard(&c) {
-                    let Ok(rd) = std::fs::read_dir(self.root.join(base)) else {
+                    let Some(rd) = self.read_dir(base) else {
                         continue;
                     };
                     let mut names: Vec<String> = rd
@@ -124,7 +134,7 @@ impl Source {
         }
         let found: Vec<PathBuf> = found
             .into_iter()
-            .filter(|p| std::fs::symlink_metadata(self.root.join(p)).is_ok() && self.included(p))
+            .filter(|p| self.open_path(p).is_ok() && self.included(p))
             .collect();
         if found.is_empty() {
             return Err(Error::NotFound(format!(
@@ -151,47 +161,80 @@ impl Source {
         Ok(h.finish())
     }
 
+    /// `rel` itself (not what it links to), found inside the root: every
+    /// look at a source goes through here, so a symlink in a stage or the
+    /// context never leads to the host's files.
+    fn open_path(&self, rel: &Path) -> Result<OwnedFd> {
+        Root::open(&self.root)
+            .and_then(|r| r.open_at(rel, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC))
+            .map_err(|e| Error::Path(self.root.join(rel), e.to_string()))
+    }
+
+    fn read_dir(&self, rel: &Path) -> Option<std::fs::ReadDir> {
+        let fd = self.open_path(rel).ok()?;
+        std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+    }
+
     fn hash_tree(&self, rel: &Path, h: &mut Hasher) -> Result<()> {
         let path = self.root.join(rel);
-        let m = std::fs::symlink_metadata(&path)
-            .map_err(|e| Error::Path(path.clone(), e.to_string()))?;
+        let fail = |e: &dyn std::fmt::Display| Error::Path(path.clone(), e.to_string());
+        let fd = self.open_path(rel)?;
+        // Reopened through the handle: the same inode, whatever the path
+        // now names.
+        let handle = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| fail(&e))?;
         h.update(rel.as_os_str().as_encoded_bytes());
-        h.update(format!("\0{:o}\0{}\0{}\0", m.mode(), m.uid(), m.gid()).as_bytes());
-        if m.file_type().is_symlink() {
-            let t =
-                std::fs::read_link(&path).map_err(|e| Error::Path(path.clone(), e.to_string()))?;
-            h.update(t.as_os_str().as_encoded_bytes());
-        } else if m.is_file() {
-            let mut f =
-                std::fs::File::open(&path).map_err(|e| Error::Path(path.clone(), e.to_string()))?;
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| Error::Path(path.clone(), e.to_string()))?;
-                if n == 0 {
-                    break;
+        h.update(format!("\0{:o}\0{}\0{}\0", st.st_mode, st.st_uid, st.st_gid).as_bytes());
+        match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFLNK => {
+                let mut buf = vec![0u8; libc::PATH_MAX as usize];
+                // SAFETY: readlinkat on our O_PATH handle of the link
+                // itself (empty path), into a buffer of the given length.
+                let n = unsafe {
+                    libc::readlinkat(
+                        fd.as_raw_fd(),
+                        c"".as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                };
+                if n < 0 {
+                    return Err(fail(&std::io::Error::last_os_error()));
                 }
-                h.update(&buf[..n]);
+                h.update(&buf[..n as usize]);
             }
-        } else if m.is_dir() {
-            let mut names: Vec<_> = std::fs::read_dir(&path)
-                .map_err(|e| Error::Path(path.clone(), e.to_string()))?
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
-            names.sort();
-            for n in names {
-                let child = rel.join(n);
-                if self.included(&child)
-                    || self
-                        .ignore
-                        .as_ref()
-                        .is_some_and(|i| i.must_descend(&child.to_string_lossy()))
-                {
-                    self.hash_tree(&child, h)?;
+            SFlag::S_IFREG => {
+                let mut f = std::fs::File::open(&handle).map_err(|e| fail(&e))?;
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = f.read(&mut buf).map_err(|e| fail(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
                 }
             }
+            SFlag::S_IFDIR => {
+                let mut names: Vec<_> = std::fs::read_dir(&handle)
+                    .map_err(|e| fail(&e))?
+                    .flatten()
+                    .map(|e| e.file_name())
+                    .collect();
+                names.sort();
+                for n in names {
+                    let child = rel.join(n);
+                    if self.included(&child)
+                        || self
+                            .ignore
+                            .as_ref()
+                            .is_some_and(|i| i.must_descend(&child.to_string_lossy()))
+                    {
+                        self.hash_tree(&child, h)?;
+                    }
+                }
+            }
+            // Devices and fifos: their numbers are in st_mode/st_rdev.
+            _ => h.update(format!("{}", st.st_rdev).as_bytes()),
         }
         h.update(b"\n");
         Ok(())
@@ -223,20 +266,34 @@ fn io_to(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 /// recursively, never following symlinks below the top.
 fn copy_entry(
     source: &Source,
+    src_root: &Root,
     src_rel: &Path,
-    src: &Path,
+    top: Option<&Path>,
     dst: &Root,
     dst_rel: &Path,
     o: &CopyOptions,
-    top: bool,
 ) -> Result<()> {
-    // The top was resolved already (it is a /proc/self/fd link): follow it.
-    let m = if top {
-        std::fs::metadata(src)
+    // The top was resolved already (it is a /proc/self/fd link): follow
+    // it. Below it every entry is reached through the source root, never
+    // by a path from `/`: a container's tree (`cp`) may change meanwhile.
+    let (_parent, src) = match top {
+        Some(p) => (None, p.to_path_buf()),
+        None => {
+            let (fd, p) = inroot::entry_path(src_root, src_rel).map_err(|e| {
+                Error::Path(
+                    src_rel.to_path_buf(),
+                    format!("in the {}: {e}", source.label),
+                )
+            })?;
+            (Some(fd), p)
+        }
+    };
+    let m = if top.is_some() {
+        std::fs::metadata(&src)
     } else {
-        std::fs::symlink_metadata(src)
+        std::fs::symlink_metadata(&src)
     }
-    .map_err(io_to(src))?;
+    .map_err(io_to(&src))?;
     let ft = m.file_type();
     if ft.is_dir() {
         // The destination directory itself keeps its metadata when it
@@ -244,11 +301,21 @@ fn copy_entry(
         let exists = dst
             .open_at(dst_rel, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .is_ok();
-        if !(top && exists) {
+        if !(top.is_some() && exists) {
             layer::make_dir(dst, dst_rel, &meta_of(&m, o)).map_err(io_to(dst_rel))?;
         }
-        let mut names: Vec<_> = std::fs::read_dir(src)
-            .map_err(io_to(src))?
+        let listing = match top {
+            Some(p) => std::fs::read_dir(p),
+            None => src_root
+                .open_at(
+                    src_rel,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                )
+                .map_err(std::io::Error::from)
+                .and_then(|d| std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd()))),
+        };
+        let mut names: Vec<_> = listing
+            .map_err(io_to(&src))?
             .flatten()
             .map(|e| e.file_name())
             .collect();
@@ -265,26 +332,43 @@ fn copy_entry(
             }
             copy_entry(
                 source,
+                src_root,
                 &child_rel,
-                &src.join(&n),
+                None,
                 dst,
                 &dst_rel.join(&n),
                 o,
-                false,
             )?;
         }
         Ok(())
     } else if !source.included(src_rel) {
         Ok(())
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(src).map_err(io_to(src))?;
+        let target = std::fs::read_link(&src).map_err(io_to(&src))?;
         layer::make_symlink(dst, dst_rel, &target, &meta_of(&m, o)).map_err(io_to(dst_rel))
     } else if ft.is_file() {
-        let mut f = std::fs::File::open(src).map_err(io_to(src))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            // The top's /proc/self/fd link is itself a symlink to follow.
+            .custom_flags(if top.is_some() {
+                libc::O_NONBLOCK
+            } else {
+                libc::O_NOFOLLOW | libc::O_NONBLOCK
+            })
+            .open(&src)
+            .map_err(io_to(&src))?;
+        let now = f.metadata().map_err(io_to(&src))?;
+        if !now.is_file() || (now.dev(), now.ino()) != (m.dev(), m.ino()) {
+            return Err(Error::Path(
+                src_rel.to_path_buf(),
+                "changed while being copied".into(),
+            ));
+        }
         layer::make_file(dst, dst_rel, &meta_of(&m, o), &mut f).map_err(io_to(dst_rel))
     } else {
         Err(Error::Path(
-            src.to_path_buf(),
+            src_rel.to_path_buf(),
             "COPY supports files, directories and symlinks only".into(),
         ))
     }
@@ -336,18 +420,19 @@ pub fn copy(
         } else {
             dest_rel.join(rel.file_name().unwrap_or_default())
         };
-        copy_entry(source, rel, &real, &dst, &target, o, true)?;
+        copy_entry(source, &src_root, rel, Some(&real), &dst, &target, o)?;
     }
     Ok(())
 }
 
 /// Whether a local ADD source is an archive ADD unpacks.
-pub fn is_archive(path: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(path) else {
+pub fn is_archive(f: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let Ok(n) = f.read_at(&mut buf, 0) else {
         return false;
     };
-    let mut r = BufReader::new(f);
-    let Ok(head) = r.fill_buf() else { return false };
+    let head = &buf[..n];
     match Compression::sniff(head) {
         Compression::Gzip | Compression::Zstd => true,
         Compression::None => head.len() >= 262 && &head[257..262] == b"ustar",
@@ -355,13 +440,13 @@ pub fn is_archive(path: &Path) -> bool {
 }
 
 /// ADD of a local archive: unpacked into `dest` (a directory).
-pub fn add_archive(archive: &Path, rootfs: &Path, dest: &str) -> Result<()> {
+/// Unpacks the archive `f` (`archive` names it in errors) at `dest`.
+pub fn add_archive(f: std::fs::File, archive: &Path, rootfs: &Path, dest: &str) -> Result<()> {
     let dst = Root::open(rootfs).map_err(|e| Error::Path(rootfs.into(), e.to_string()))?;
     let rel = inroot::clean(Path::new(dest));
     let dir = dst
         .mkdir_all(&rel)
         .map_err(|e| Error::Path(rel.clone(), e.to_string()))?;
-    let f = std::fs::File::open(archive).map_err(io_to(archive))?;
     let tar = decompress(BufReader::with_capacity(256 << 10, f), None).map_err(io_to(archive))?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     layer::unpack(tar, &target, Mode::Flatten)

@@ -10,11 +10,16 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;
+use std::io::Read;
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
+
+use crate::inroot::{self, Root};
 use crate::layer::OVERLAY_OPAQUE_XATTR;
 
 /// Reads one xattr of `path` (not following symlinks).
@@ -70,6 +75,10 @@ pub struct DiffOptions {
 
 struct Writer<W: Write> {
     tar: tar::Builder<W>,
+    /// The tree being archived. Every entry is reached through it, never
+    /// by a path from `/`: a running container (`commit`, `export`) may
+    /// swap a directory for a symlink to the host meanwhile.
+    root: Root,
     epoch: Option<i64>,
     /// (dev, ino) of regular files already written, for hard links.
     links: HashMap<(u64, u64), PathBuf>,
@@ -101,8 +110,8 @@ impl<W: Write> Writer<W> {
             .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
     }
 
-    fn entry(&mut self, upper: &Path, rel: &Path) -> io::Result<()> {
-        let path = upper.join(rel);
+    fn entry(&mut self, rel: &Path) -> io::Result<fs::Metadata> {
+        let (_dir, path) = inroot::entry_path(&self.root, rel)?;
         let m = fs::symlink_metadata(&path)?;
         let ft = m.file_type();
         if ft.is_char_device() && m.rdev() == 0 {
@@ -112,9 +121,9 @@ impl<W: Write> Writer<W> {
             );
             let mut h = self.header(&m, tar::EntryType::Regular);
             h.set_mode(0o644);
-            return self
-                .tar
-                .append_data(&mut h, rel.with_file_name(name), io::empty());
+            self.tar
+                .append_data(&mut h, rel.with_file_name(name), io::empty())?;
+            return Ok(m);
         }
         self.pax(&path)?;
         if ft.is_dir() {
@@ -131,13 +140,25 @@ impl<W: Write> Writer<W> {
                 if let Some(first) = self.links.get(&(m.dev(), m.ino())) {
                     let mut h = self.header(&m, tar::EntryType::Link);
                     let first = first.clone();
-                    return self.tar.append_link(&mut h, rel, first);
+                    self.tar.append_link(&mut h, rel, first)?;
+                    return Ok(m);
                 }
                 self.links.insert((m.dev(), m.ino()), rel.to_path_buf());
             }
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)?;
+            let now = f.metadata()?;
+            if !now.is_file() || (now.dev(), now.ino()) != (m.dev(), m.ino()) {
+                return Err(io::Error::other(format!(
+                    "{}: changed while being archived",
+                    rel.display()
+                )));
+            }
             let mut h = self.header(&m, tar::EntryType::Regular);
             h.set_size(m.len());
-            self.tar.append_data(&mut h, rel, fs::File::open(&path)?)?;
+            self.tar.append_data(&mut h, rel, f.take(m.len()))?;
         } else if ft.is_symlink() {
             let mut h = self.header(&m, tar::EntryType::Symlink);
             let target = fs::read_link(&path)?;
@@ -158,11 +179,15 @@ impl<W: Write> Writer<W> {
             self.tar.append_data(&mut h, rel, io::empty())?;
         }
         // Sockets are not archivable; tar skips them too.
-        Ok(())
+        Ok(m)
     }
 
-    fn walk(&mut self, upper: &Path, rel: &Path, opts: &DiffOptions) -> io::Result<()> {
-        let mut names: Vec<_> = fs::read_dir(upper.join(rel))?
+    fn walk(&mut self, rel: &Path, opts: &DiffOptions) -> io::Result<()> {
+        let dir = self.root.open_at(
+            rel,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        )?;
+        let mut names: Vec<_> = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         names.sort();
@@ -171,10 +196,8 @@ impl<W: Write> Writer<W> {
             if opts.exclude.contains(&child) {
                 continue;
             }
-            self.entry(upper, &child)?;
-            let m = fs::symlink_metadata(upper.join(&child))?;
-            if m.is_dir() {
-                self.walk(upper, &child, opts)?;
+            if self.entry(&child)?.is_dir() {
+                self.walk(&child, opts)?;
             }
         }
         Ok(())
@@ -185,11 +208,12 @@ impl<W: Write> Writer<W> {
 pub fn write_layer(upper: &Path, out: impl Write, opts: &DiffOptions) -> io::Result<()> {
     let mut w = Writer {
         tar: tar::Builder::new(out),
+        root: Root::open(upper)?,
         epoch: opts.epoch,
         links: HashMap::new(),
     };
     w.tar.mode(tar::HeaderMode::Complete);
-    w.walk(upper, Path::new(""), opts)?;
+    w.walk(Path::new(""), opts)?;
     w.tar.finish()
 }
 

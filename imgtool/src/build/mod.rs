@@ -652,6 +652,25 @@ impl Builder<'_> {
         })
     }
 
+    /// `lower` as an overlay with a fresh upper directory, for writes that
+    /// must not reach it.
+    fn scratch_overlay(&self, lower: &Path) -> Result<Mounted> {
+        let dir = self.work.join(unique_name("scratch-"));
+        let m = Mounted { dir: dir.clone() };
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir_all(dir.join(d))
+                .context(|| format!("create {}", dir.join(d).display()))?;
+        }
+        Overlay {
+            lowers: vec![lower.to_path_buf()],
+            upper: &dir.join("upper"),
+            work: &dir.join("work"),
+            options: Vec::new(),
+        }
+        .mount(&m.merged())?;
+        Ok(m)
+    }
+
     /// Mounts `state`'s rootfs with a fresh upper directory.
     fn mount(&self, state: &State) -> Result<Mounted> {
         let dir = self.work.join(unique_name("step-"));
@@ -1183,12 +1202,18 @@ impl Builder<'_> {
                     return Err(not_found());
                 }
                 let content = tree.digest(std::slice::from_ref(&rel))?;
-                // Bind mounts are read-only unless rw is asked for.
-                let mode = if flag(&["rw", "readwrite"]) {
-                    "rw"
-                } else {
-                    "ro"
+                // Bind mounts are read-only unless rw is asked for; then
+                // the step writes to a throwaway overlay, never to the
+                // context (a stage's mount has its own upper already).
+                let rw = flag(&["rw", "readwrite"]);
+                let (src, from) = match from {
+                    None if rw => {
+                        let o = self.scratch_overlay(&tree.root)?;
+                        (o.merged().join(&rel), Some(o))
+                    }
+                    from => (src, from),
                 };
+                let mode = if rw { "rw" } else { "ro" };
                 Ok(RunMount {
                     key: json!(["bind", origin, rel, content, target, mode]),
                     spec: json!({"destination": target, "type": "bind", "source": src, "options": ["rbind", mode]}),
@@ -1340,9 +1365,9 @@ impl Builder<'_> {
         if !rels.is_empty() {
             if add && c.from.is_none() {
                 for rel in &rels {
-                    let path = source.root.join(rel);
-                    if path.is_file() && copy::is_archive(&path) {
-                        copy::add_archive(&path, &merged, &dest)?;
+                    let archive = source.open_file(rel).filter(copy::is_archive);
+                    if let Some(f) = archive {
+                        copy::add_archive(f, rel, &merged, &dest)?;
                     } else {
                         let d = if count > 1 && !dest.ends_with('/') {
                             format!("{dest}/")
