@@ -449,6 +449,14 @@ fn sources_resolve_inside_the_context_and_stages() {
     .unwrap();
     let err = img.fail(&["build", "-t", "links", ctx.to_str().unwrap()]);
     assert!(err.contains("debian_versio[n]"), "{err}");
+    // .dockerignore judges where a symlink leads, not its name.
+    std::fs::create_dir_all(ctx.join("secrets")).unwrap();
+    std::fs::write(ctx.join("secrets/key"), "k\n").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "secrets\n").unwrap();
+    std::os::unix::fs::symlink("secrets", ctx.join("l")).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:test\nCOPY l /l/\n").unwrap();
+    let err = img.fail(&["build", "-t", "ignored", ctx.to_str().unwrap()]);
+    assert!(err.contains("excluded by .dockerignore"), "{err}");
 }
 
 #[test]

@@ -420,7 +420,22 @@ pub fn copy(
         } else {
             dest_rel.join(rel.file_name().unwrap_or_default())
         };
-        copy_entry(source, &src_root, rel, Some(&real), &dst, &target, o)?;
+        // .dockerignore judges what a symlink leads to, not its name: a
+        // link to an excluded directory must not copy it.
+        let resolved = match &source.ignore {
+            Some(_) => std::fs::read_link(&real)
+                .ok()
+                .and_then(|p| p.strip_prefix(&source.root).ok().map(Path::to_path_buf))
+                .unwrap_or_else(|| rel.clone()),
+            None => rel.clone(),
+        };
+        if !source.included(&resolved) {
+            return Err(Error::NotFound(format!(
+                "{}: excluded by .dockerignore (through a symlink)",
+                rel.display()
+            )));
+        }
+        copy_entry(source, &src_root, &resolved, Some(&real), &dst, &target, o)?;
     }
     Ok(())
 }

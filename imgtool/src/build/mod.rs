@@ -1020,20 +1020,29 @@ impl Builder<'_> {
 
         // Mount points the runtime creates that the image lacks stay out of
         // the layer.
+        // Looked up inside the stage: an image's /etc may be a symlink.
+        let stage_root =
+            Root::open(&merged).map_err(|e| Error::Path(merged.clone(), e.to_string()))?;
+        let missing = |rel: &Path| {
+            stage_root
+                .open_at(rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+                .is_err()
+        };
         let stub_candidates = diff::RUNTIME_STUBS;
         let mut exclude: HashSet<PathBuf> = stub_candidates
             .iter()
-            .filter(|p| fs::symlink_metadata(merged.join(p)).is_err())
+            .filter(|p| missing(Path::new(p)))
             .map(PathBuf::from)
             .collect();
         for mnt in &extra_mounts {
             let dest = mnt["destination"].as_str().unwrap_or("");
             let rel = crate::inroot::clean(Path::new(dest));
-            if fs::symlink_metadata(merged.join(&rel)).is_err() && !rel.starts_with("dev") {
+            if missing(&rel) && !rel.starts_with("dev") {
                 exclude.insert(rel);
             }
         }
-        let etc_missing = fs::symlink_metadata(merged.join("etc")).is_err();
+        let etc_missing = missing(Path::new("etc"));
+        drop(stage_root);
 
         let image = ImageConfig {
             config: RunConfig {
@@ -1082,8 +1091,18 @@ impl Builder<'_> {
             });
         }
         if etc_missing {
-            let upper_etc = m.upper().join("etc");
-            let only_stubs = fs::read_dir(&upper_etc)
+            // The step may have made /etc a symlink: list it in the upper
+            // dir itself, never where it points.
+            let upper_etc = Root::open(&m.upper())
+                .and_then(|u| {
+                    u.open_at(
+                        Path::new("etc"),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    )
+                })
+                .map_err(std::io::Error::from)
+                .and_then(|d| fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())));
+            let only_stubs = upper_etc
                 .map(|rd| {
                     rd.flatten().all(|e| {
                         ["hosts", "hostname", "resolv.conf"]
