@@ -409,6 +409,13 @@ fn run_bind_mounts_from_stages_and_the_context_key_the_cache() {
         err.contains("\"input.txt\" not found in the build context"),
         "{err}"
     );
+    // A mounted context directory shows it without the excluded file.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:test\nRUN --mount=type=bind,target=/ctx test -e /ctx/Dockerfile && test ! -e /ctx/input.txt\n",
+    )
+    .unwrap();
+    img.ok(&["build", "-t", "bindfrom:4", c]);
 }
 
 #[test]

@@ -170,6 +170,40 @@ impl Source {
             .map_err(|e| Error::Path(self.root.join(rel), e.to_string()))
     }
 
+    /// What `.dockerignore` leaves out below `rel` (whole excluded
+    /// subtrees by their top), for mounts of a context directory.
+    pub fn excluded_below(&self, rel: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if self.ignore.is_some() {
+            self.collect_excluded(rel, &mut out);
+        }
+        out
+    }
+
+    fn collect_excluded(&self, rel: &Path, out: &mut Vec<PathBuf>) {
+        let Some(rd) = self.read_dir(rel) else { return };
+        let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let child = rel.join(n);
+            let descend = self
+                .ignore
+                .as_ref()
+                .is_some_and(|i| i.must_descend(&child.to_string_lossy()));
+            if !self.included(&child) && !descend {
+                out.push(child);
+            } else if self
+                .open_path(&child)
+                .and_then(|fd| nix::sys::stat::fstat(&fd).map_err(|e| Error::Other(e.to_string())))
+                .is_ok_and(|st| {
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+                })
+            {
+                self.collect_excluded(&child, out);
+            }
+        }
+    }
+
     fn read_dir(&self, rel: &Path) -> Option<std::fs::ReadDir> {
         let fd = self.open_path(rel).ok()?;
         std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()

@@ -653,13 +653,27 @@ impl Builder<'_> {
     }
 
     /// `lower` as an overlay with a fresh upper directory, for writes that
-    /// must not reach it.
-    fn scratch_overlay(&self, lower: &Path) -> Result<Mounted> {
+    /// must not reach it, with the paths in `hidden` whited out.
+    fn scratch_overlay(&self, lower: &Path, hidden: &[PathBuf]) -> Result<Mounted> {
         let dir = self.work.join(unique_name("scratch-"));
         let m = Mounted { dir: dir.clone() };
         for d in ["upper", "work", "merged"] {
             fs::create_dir_all(dir.join(d))
                 .context(|| format!("create {}", dir.join(d).display()))?;
+        }
+        for rel in hidden {
+            let w = dir.join("upper").join(rel);
+            if let Some(parent) = w.parent() {
+                fs::create_dir_all(parent).context(|| format!("create {}", parent.display()))?;
+            }
+            // An overlayfs whiteout: a 0:0 character device.
+            nix::sys::stat::mknod(
+                &w,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .map_err(|e| Error::Path(w.clone(), format!("whiteout: {e}")))?;
         }
         Overlay {
             lowers: vec![lower.to_path_buf()],
@@ -1224,10 +1238,16 @@ impl Builder<'_> {
                 // Bind mounts are read-only unless rw is asked for; then
                 // the step writes to a throwaway overlay, never to the
                 // context (a stage's mount has its own upper already).
+                // A context directory is shown as the context is sent:
+                // what .dockerignore excludes below it is whited out.
                 let rw = flag(&["rw", "readwrite"]);
+                let hidden = match from {
+                    None => tree.excluded_below(&rel),
+                    Some(_) => Vec::new(),
+                };
                 let (src, from) = match from {
-                    None if rw => {
-                        let o = self.scratch_overlay(&tree.root)?;
+                    None if rw || !hidden.is_empty() => {
+                        let o = self.scratch_overlay(&tree.root, &hidden)?;
                         (o.merged().join(&rel), Some(o))
                     }
                     from => (src, from),
