@@ -20,7 +20,7 @@ use crate::image::decompress;
 use crate::image::{
     media, to_json, Compression, Descriptor, History, ImageConfig, Manifest, ManifestDoc,
 };
-use crate::import::{created_time, store_image, store_layer};
+use crate::import::{created_time, store_image, store_layer_checked};
 use crate::layer::{self, Mode};
 use crate::reference::{Reference, DOCKER_HUB};
 use crate::store::{remove_tree, unique_name, ImageRecord, Store};
@@ -195,13 +195,12 @@ fn load_docker(store: &Store, dir: &Path) -> Result<Vec<String>> {
             let f = open_member(dir, p)?;
             let tar = decompress(BufReader::new(f), None)
                 .map_err(|e| Error::Other(format!("archive: {p}: {e}")))?;
-            let (desc, diff_id) = store_layer(store, tar)?;
-            if &diff_id != want {
-                return Err(Error::Layer {
-                    layer: p.to_string(),
-                    detail: format!("digest mismatch: expected {want}, got {diff_id}"),
-                });
-            }
+            let (desc, _) =
+                store_layer_checked(store, tar, crate::image::Compression::Gzip, Some(want))
+                    .map_err(|e| Error::Layer {
+                        layer: p.to_string(),
+                        detail: e.to_string(),
+                    })?;
             layers.push(desc);
         }
         // Keep the config byte for byte: its digest is the image ID.

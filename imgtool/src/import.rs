@@ -43,6 +43,17 @@ pub fn store_layer_with(
     tar: impl Read,
     compression: Compression,
 ) -> Result<(Descriptor, crate::digest::Digest)> {
+    store_layer_checked(store, tar, compression, None)
+}
+
+/// Like [`store_layer_with`]; with `want`, a layer whose diff ID differs
+/// is an error and never reaches the store.
+pub fn store_layer_checked(
+    store: &Store,
+    tar: impl Read,
+    compression: Compression,
+    want: Option<&crate::digest::Digest>,
+) -> Result<(Descriptor, crate::digest::Digest)> {
     let tmp = store.tmp_dir().join(unique_name("layer-"));
     let file = OpenOptions::new()
         .write(true)
@@ -81,6 +92,12 @@ pub fn store_layer_with(
             .sync_all()
             .context(|| "sync layer".to_string())?;
         let (diff_id, _, _) = src.finish();
+        if let Some(want) = want.filter(|w| **w != diff_id) {
+            return Err(Error::DigestMismatch {
+                expected: want.clone(),
+                actual: diff_id,
+            });
+        }
         let target = store.blob_path(&digest);
         std::fs::rename(&tmp, &target).context(|| format!("rename into {}", target.display()))?;
         Ok((

@@ -363,4 +363,17 @@ fn load_reads_only_the_archive() {
     let err = img.fail(&["load", "-i", archive.to_str().unwrap()]);
     assert!(err.contains("l.tar"), "{err}");
     assert!(img.fail(&["inspect", "loot:1"]).contains("not known"));
+    // A layer that does not match its diff ID leaves no blob behind.
+    let blobs = || {
+        std::fs::read_dir(img.root.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    std::fs::remove_file(a.join("l.tar")).unwrap();
+    std::fs::write(a.join("l.tar"), b"not the layer the config names").unwrap();
+    tar(&a, &archive, &["manifest.json", "c.json", "l.tar"]);
+    let err = img.fail(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert_eq!(blobs(), before);
 }
