@@ -3,6 +3,7 @@
 //! relative) inside the tree are resolved as if the root were `/`.
 
 use std::ffi::{CString, OsStr};
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -157,6 +158,28 @@ pub fn entry_path(root: &Root, rel: &Path) -> nix::Result<(OwnedFd, PathBuf)> {
         PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
     };
     Ok((dir, path))
+}
+
+/// Opens the regular file at `path` for reading, as `seen` (its lstat)
+/// described it: an error if it has been replaced since, by a symlink
+/// (the final component is not followed unless `follow`) or by another
+/// file. For trees another process may change meanwhile.
+pub fn open_unchanged(
+    path: &Path,
+    seen: &std::fs::Metadata,
+    follow: bool,
+) -> std::io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow | libc::O_NONBLOCK)
+        .open(path)?;
+    let now = f.metadata()?;
+    if !now.is_file() || (now.dev(), now.ino()) != (seen.dev(), seen.ino()) {
+        return Err(std::io::Error::other("changed while being read"));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

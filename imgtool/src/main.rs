@@ -530,7 +530,7 @@ fn run(cli: Cli) -> Result<()> {
             // No build runs while prune holds the store: any build
             // container left is a killed build's.
             if let Ok(runtime) = berth_img::build::run::find_runtime(cli.runtime.as_deref()) {
-                berth_img::build::run::reap_stale(&runtime, &store.root().join("build-runtime"));
+                berth_img::build::run::reap_stale(&runtime, &store);
             }
             let report = store.prune()?;
             writeln!(

@@ -50,6 +50,17 @@ fn run_image(s: &Scratch, img: &Img, image: &str, args: &[&str]) -> String {
     out
 }
 
+/// The IDs of the RUN containers berth knows in the store's build state.
+fn build_containers(img: &Img) -> String {
+    let list = std::process::Command::new(berth())
+        .arg("--root")
+        .arg(img.root.join("build-runtime"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&list.stdout).trim().to_string()
+}
+
 fn config(img: &Img, image: &str) -> serde_json::Value {
     inspect(img, image)["config"].clone()
 }
@@ -292,13 +303,7 @@ fn independent_stages_build_side_by_side() {
         "{}",
         text(&o)
     );
-    let list = std::process::Command::new(berth())
-        .arg("--root")
-        .arg(img.root.join("build-runtime"))
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    assert_eq!(build_containers(&img), "");
     assert!(mounts_below(&img.root).is_empty());
 }
 
@@ -580,15 +585,6 @@ fn killed_build_leaves_the_store_consistent() {
     )
     .unwrap();
     let images_before = std::fs::read(img.root.join("images.json")).unwrap();
-    let build_containers = || {
-        let list = std::process::Command::new(berth())
-            .arg("--root")
-            .arg(img.root.join("build-runtime"))
-            .args(["list", "-q"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&list.stdout).trim().to_string()
-    };
     // Starts the build, waits for its RUN step, then kills the builder
     // outright.
     let kill_mid_run = || {
@@ -617,17 +613,17 @@ fn killed_build_leaves_the_store_consistent() {
             "{:?}",
             mounts_below(&img.root)
         );
-        assert_ne!(build_containers(), "", "the RUN container died with it");
+        assert_ne!(build_containers(&img), "", "the RUN container died with it");
     };
     // prune deletes the orphaned RUN container.
     kill_mid_run();
     img.ok(&["prune"]);
-    assert_eq!(build_containers(), "", "orphaned build container left");
+    assert_eq!(build_containers(&img), "", "orphaned build container left");
     // So does the next build, which works.
     kill_mid_run();
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox:test\nRUN true\n").unwrap();
     img.ok(&["build", "-t", "after", ctx.to_str().unwrap()]);
-    assert_eq!(build_containers(), "", "orphaned build container left");
+    assert_eq!(build_containers(&img), "", "orphaned build container left");
     img.ok(&["prune"]);
     assert_eq!(std::fs::read_dir(img.root.join("tmp")).unwrap().count(), 0);
 }

@@ -55,6 +55,17 @@ struct Task {
     paused: bool,
 }
 
+impl Task {
+    /// The init (empty exec ID) or an exec process.
+    fn process(&self, exec_id: &str) -> Option<&Proc> {
+        if exec_id.is_empty() {
+            Some(&self.init)
+        } else {
+            self.execs.get(exec_id)
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tasks {
     tasks: HashMap<String, Task>,
@@ -976,11 +987,7 @@ impl shim::Task for Service {
         let mut tasks = lock.lock().expect("tasks");
         loop {
             let t = tasks.tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-            let p = if req.exec_id.is_empty() {
-                Some(&t.init)
-            } else {
-                t.execs.get(&req.exec_id)
-            };
+            let p = t.process(&req.exec_id);
             let p = p.ok_or_else(|| not_found(&req.exec_id))?;
             if let Some((code, at)) = &p.exit {
                 return Ok(api::WaitResponse {
@@ -1054,11 +1061,7 @@ impl shim::Task for Service {
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
         self.with_task(&req.id, |t| {
-            let p = if req.exec_id.is_empty() {
-                Some(&t.init)
-            } else {
-                t.execs.get(&req.exec_id)
-            };
+            let p = t.process(&req.exec_id);
             let Some(p) = p else {
                 return Err(not_found(&req.exec_id));
             };
@@ -1122,11 +1125,7 @@ impl shim::Task for Service {
     /// Ends the process's stdin (once what was written is delivered).
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         let closer = self.with_task(&req.id, |t| {
-            let p = if req.exec_id.is_empty() {
-                Some(&t.init)
-            } else {
-                t.execs.get(&req.exec_id)
-            };
+            let p = t.process(&req.exec_id);
             p.and_then(|p| p.stdin_closed.clone())
         })?;
         if let Some(c) = closer {
@@ -1186,11 +1185,7 @@ impl shim::Task for Service {
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
         let console = self.with_task(&req.id, |t| {
-            let p = if req.exec_id.is_empty() {
-                Some(&t.init)
-            } else {
-                t.execs.get(&req.exec_id)
-            };
+            let p = t.process(&req.exec_id);
             p.and_then(|p| p.console.clone())
         })?;
         if let Some(m) = console {

@@ -221,21 +221,9 @@ impl Source {
         h.update(format!("\0{:o}\0{}\0{}\0", st.st_mode, st.st_uid, st.st_gid).as_bytes());
         match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFLNK => {
-                let mut buf = vec![0u8; libc::PATH_MAX as usize];
-                // SAFETY: readlinkat on our O_PATH handle of the link
-                // itself (empty path), into a buffer of the given length.
-                let n = unsafe {
-                    libc::readlinkat(
-                        fd.as_raw_fd(),
-                        c"".as_ptr(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                    )
-                };
-                if n < 0 {
-                    return Err(fail(&std::io::Error::last_os_error()));
-                }
-                h.update(&buf[..n as usize]);
+                // The O_PATH handle is the link itself: read it, not a path.
+                let target = nix::fcntl::readlinkat(&fd, "").map_err(|e| fail(&e))?;
+                h.update(target.as_encoded_bytes());
             }
             SFlag::S_IFREG => {
                 let mut f = std::fs::File::open(&handle).map_err(|e| fail(&e))?;
@@ -381,24 +369,9 @@ fn copy_entry(
         let target = std::fs::read_link(&src).map_err(io_to(&src))?;
         layer::make_symlink(dst, dst_rel, &target, &meta_of(&m, o)).map_err(io_to(dst_rel))
     } else if ft.is_file() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            // The top's /proc/self/fd link is itself a symlink to follow.
-            .custom_flags(if top.is_some() {
-                libc::O_NONBLOCK
-            } else {
-                libc::O_NOFOLLOW | libc::O_NONBLOCK
-            })
-            .open(&src)
-            .map_err(io_to(&src))?;
-        let now = f.metadata().map_err(io_to(&src))?;
-        if !now.is_file() || (now.dev(), now.ino()) != (m.dev(), m.ino()) {
-            return Err(Error::Path(
-                src_rel.to_path_buf(),
-                "changed while being copied".into(),
-            ));
-        }
+        // The top's /proc/self/fd link is itself a symlink to follow.
+        let mut f = inroot::open_unchanged(&src, &m, top.is_some())
+            .map_err(|e| Error::Path(src_rel.to_path_buf(), e.to_string()))?;
         layer::make_file(dst, dst_rel, &meta_of(&m, o), &mut f).map_err(io_to(dst_rel))
     } else {
         Err(Error::Path(

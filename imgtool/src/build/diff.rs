@@ -14,7 +14,7 @@ use std::io::Read;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -145,17 +145,8 @@ impl<W: Write> Writer<W> {
                 }
                 self.links.insert((m.dev(), m.ino()), rel.to_path_buf());
             }
-            let f = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&path)?;
-            let now = f.metadata()?;
-            if !now.is_file() || (now.dev(), now.ino()) != (m.dev(), m.ino()) {
-                return Err(io::Error::other(format!(
-                    "{}: changed while being archived",
-                    rel.display()
-                )));
-            }
+            let f = inroot::open_unchanged(&path, &m, false)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.display())))?;
             let mut h = self.header(&m, tar::EntryType::Regular);
             h.set_size(m.len());
             self.tar.append_data(&mut h, rel, f.take(m.len()))?;

@@ -341,7 +341,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<(ImageRecord, Vec<Str
         None => None,
     };
     let runtime = run::find_runtime(opts.runtime.as_deref())?;
-    run::reap_stale(&runtime, &store.root().join("build-runtime"));
+    run::reap_stale(&runtime, store);
     let work = store.tmp_dir().join(unique_name("build-"));
     fs::create_dir_all(&work).context(|| format!("create {}", work.display()))?;
     let stages = df.stages.len();
@@ -566,11 +566,6 @@ impl Builder<'_> {
             return;
         }
         *self.first_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-    }
-
-    /// Where the RUN containers' state lives (`berth --root`).
-    fn runtime_root(&self) -> PathBuf {
-        self.store.root().join("build-runtime")
     }
 
     fn build_stage_now(&self, i: usize) -> Result<State> {
@@ -1089,7 +1084,7 @@ impl Builder<'_> {
         let id = unique_name("berth-img-build-");
         let code = run::run_bundle(
             &self.runtime,
-            &self.runtime_root(),
+            &run::state_root(self.store),
             &run_dir,
             &id,
             &format!("#{n}"),

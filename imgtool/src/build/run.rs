@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// `berth` next to this binary, else on PATH; `--runtime` overrides.
 pub fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -75,7 +76,7 @@ pub fn run_bundle(
                 finished.recv_timeout(Duration::from_millis(50))
             {
                 if cancel.load(Ordering::SeqCst) {
-                    kill(runtime, state_root, id);
+                    quietly(runtime, state_root, &["kill", id, "KILL"]);
                 }
             }
         });
@@ -86,7 +87,7 @@ pub fn run_bundle(
     .map_err(|e| Error::Other(format!("wait for {}: {e}", runtime.display())))?;
     // A container that outlived a failed run (the runtime was killed) must
     // not linger.
-    force_delete(runtime, state_root, id);
+    quietly(runtime, state_root, &["delete", "--force", id]);
     let code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
@@ -124,10 +125,16 @@ fn relay(stream: impl Read, prefix: &str, keep: Option<&Mutex<Vec<u8>>>) {
     }
 }
 
+/// Where the RUN containers' state lives (`berth --root`).
+pub fn state_root(store: &Store) -> PathBuf {
+    store.root().join("build-runtime")
+}
+
 /// Deletes build containers whose berth-img process is gone (a build that
 /// was killed cannot delete its own RUN container). Their IDs carry the
 /// builder's PID.
-pub fn reap_stale(runtime: &Path, state_root: &Path) {
+pub fn reap_stale(runtime: &Path, store: &Store) {
+    let state_root = &state_root(store);
     let Ok(o) = Command::new(runtime)
         .arg("--root")
         .arg(state_root)
@@ -144,30 +151,19 @@ pub fn reap_stale(runtime: &Path, state_root: &Path) {
             .and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !Path::new(&format!("/proc/{pid}")).exists() {
-                force_delete(runtime, state_root, id);
+                quietly(runtime, state_root, &["delete", "--force", id]);
             }
         }
     }
 }
 
-/// `berth kill ID KILL`, quietly: the container may not exist yet or be
-/// gone already.
-fn kill(runtime: &Path, state_root: &Path, id: &str) {
+/// `berth --root STATE_ROOT ARGS...`, quietly and ignoring failure: the
+/// container may not exist yet, or be gone already.
+fn quietly(runtime: &Path, state_root: &Path, args: &[&str]) {
     let _ = Command::new(runtime)
         .arg("--root")
         .arg(state_root)
-        .args(["kill", id, "KILL"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// `berth delete --force ID`, quietly: the container may be gone already.
-fn force_delete(runtime: &Path, state_root: &Path, id: &str) {
-    let _ = Command::new(runtime)
-        .arg("--root")
-        .arg(state_root)
-        .args(["delete", "--force", id])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
