@@ -249,30 +249,23 @@ pub fn validate_lsm(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// The AppArmor profile and SELinux label the next execve takes on.
-pub fn set_exec_labels(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
+/// The AppArmor profile and SELinux label the next execve takes on,
+/// written through the verified procfs.
+pub fn set_exec_labels(
+    proc: &crate::procfs::ProcRoot,
+    apparmor: Option<&str>,
+    selinux: Option<&str>,
+) -> Result<()> {
     if let Some(profile) = apparmor.filter(|p| !p.is_empty()) {
-        let path = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-            "/proc/self/attr/apparmor/exec"
+        let path = if proc.exists("self/attr/apparmor/exec") {
+            "self/attr/apparmor/exec"
         } else {
-            "/proc/self/attr/exec"
+            "self/attr/exec"
         };
-        std::fs::write(path, format!("exec {profile}")).map_err(|e| {
-            Error::path(
-                &format!("set process.apparmorProfile {profile:?} through"),
-                path,
-                e,
-            )
-        })?;
+        proc.write("process.apparmorProfile", path, &format!("exec {profile}"))?;
     }
     if let Some(label) = selinux.filter(|l| !l.is_empty()) {
-        std::fs::write("/proc/self/attr/exec", label).map_err(|e| {
-            Error::path(
-                &format!("set process.selinuxLabel {label:?} through"),
-                "/proc/self/attr/exec",
-                e,
-            )
-        })?;
+        proc.write("process.selinuxLabel", "self/attr/exec", label)?;
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
             rootfs.display()
         )));
     }
+    crate::user::validate_ids(process.user())?;
     if let Some(r) = process.rlimits() {
         rlimits::validate(r)?;
     }
@@ -117,16 +118,21 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
     for m in spec.mounts().iter().flatten() {
         if crate::mounts::wants_idmap(m) {
             let dest = m.destination().display();
-            let bind = m.typ().as_deref() == Some("bind")
-                || m.options()
-                    .iter()
-                    .flatten()
-                    .any(|o| o == "bind" || o == "rbind");
-            if !bind {
+            if !crate::mounts::is_bind(m) {
                 return Err(Error::Unsupported(format!(
                     "mounts: {dest}: idmapped mounts other than bind mounts"
                 )));
             }
+            let field = format!("mounts: {dest}: uidMappings");
+            crate::user::validate_mappings(
+                &field,
+                m.uid_mappings().as_deref().unwrap_or_default(),
+            )?;
+            let field = format!("mounts: {dest}: gidMappings");
+            crate::user::validate_mappings(
+                &field,
+                m.gid_mappings().as_deref().unwrap_or_default(),
+            )?;
             if m.uid_mappings().is_some() != m.gid_mappings().is_some() {
                 return Err(Error::Config(format!(
                     "mounts: {dest}: uidMappings and gidMappings go together"
@@ -284,6 +290,11 @@ fn create_in(
     }
 
     let idmaps = idmap_namespaces(spec)?;
+    let bind_sources = crate::mounts::open_bind_sources(
+        spec.mounts().as_deref().unwrap_or_default(),
+        &bundle.dir,
+        &idmaps,
+    )?;
     let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(crate::seccomp::compile_cached(s, &seccomp_cache(dir))?),
         None => None,
@@ -313,10 +324,10 @@ fn create_in(
         layout,
         cgroup: &cgroup,
         channel: child_end,
-        close_fds: vec![parent_end.raw_fd(), dir.lock_fd()],
         exec_fifo: &fifo_fd,
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
         idmaps: &idmaps,
+        bind_sources: &bind_sources,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: listen_fds + opts.preserve_fds,
@@ -333,6 +344,7 @@ fn create_in(
     drop(fifo_fd);
     drop(console_theirs);
     drop(idmaps);
+    drop(bind_sources);
     drop(seccomp_listener);
     for guard in for_children {
         guard.restore()?;
@@ -441,7 +453,7 @@ pub fn seccomp_cache(dir: &ContainerDir) -> PathBuf {
 /// systemd socket activation: fds 3.. passed to berth itself (LISTEN_PID
 /// is ours) go on to the container, before any --preserve-fds ones, as
 /// runc does.
-fn socket_activation_fds() -> u32 {
+pub fn socket_activation_fds() -> u32 {
     let ours = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())

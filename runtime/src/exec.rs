@@ -74,6 +74,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
             "exec: cannot allocate a tty when detached without --console-socket".into(),
         ));
     }
+    crate::user::validate_ids(process.user())?;
     if let Some(r) = process.rlimits() {
         rlimits::validate(r)?;
     }
@@ -128,7 +129,6 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         namespaces: &joins,
         joins_user,
         channel: child_end,
-        close_fds: vec![parent_end.raw_fd()],
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
         preserve_fds: opts.preserve_fds,
         seccomp,

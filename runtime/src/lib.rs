@@ -28,6 +28,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod netdev;
 pub mod process;
+pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;

@@ -31,16 +31,26 @@ struct Logger {
     max: Level,
 }
 
+/// The `--log` file's fd, which a container's init keeps (and only that,
+/// besides its own channels) so its warnings still reach the log.
+static LOG_FD: std::sync::OnceLock<std::os::fd::RawFd> = std::sync::OnceLock::new();
+
+pub fn log_fd() -> Option<std::os::fd::RawFd> {
+    LOG_FD.get().copied()
+}
+
 /// Installs the logger; returns whether log lines go to stderr (then the
 /// final error is not printed a second time).
 pub fn init(log: Option<&Path>, format: Format, debug: bool) -> std::io::Result<bool> {
     let sink = match log {
-        Some(p) => Sink::File(Mutex::new(
-            std::fs::OpenOptions::new()
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(p)?,
-        )),
+                .open(p)?;
+            let _ = LOG_FD.set(std::os::fd::AsRawFd::as_raw_fd(&f));
+            Sink::File(Mutex::new(f))
+        }
         None => Sink::Stderr,
     };
     let to_stderr = matches!(sink, Sink::Stderr);

@@ -342,6 +342,12 @@ fn main() {
         berth::outln!("{}", version());
         return;
     }
+    // Checked before berth opens anything: berth's own fds must not land
+    // in the range the caller passes on to the container.
+    if let Err(e) = check_preserved_fds(&cli) {
+        eprintln!("berth: {e}");
+        std::process::exit(1);
+    }
     let format = match cli.log_format {
         LogFormat::Text => logging::Format::Text,
         LogFormat::Json => logging::Format::Json,
@@ -367,6 +373,29 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `--preserve-fds N` (and systemd's LISTEN_FDS) pass fds 3..3+N to the
+/// container: each must be open, or berth's own fds could fill a gap and
+/// reach the container in its place.
+fn check_preserved_fds(cli: &Cli) -> Result<(), String> {
+    let n = match &cli.command {
+        Some(Command::Create { args, .. } | Command::Run { args, .. }) => {
+            args.preserve_fds + berth::container::socket_activation_fds()
+        }
+        Some(Command::Exec { preserve_fds, .. }) => *preserve_fds,
+        _ => return Ok(()),
+    };
+    for fd in 3..3 + n as i32 {
+        // SAFETY: F_GETFD only reads the fd's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(format!(
+                "--preserve-fds {n}: fd {fd} is not open (the fds passed on are 3 to {})",
+                2 + n
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {

@@ -188,14 +188,19 @@ pub struct MountContext<'a> {
     pub layout: &'a Layout,
     pub cgroup: &'a Cgroup,
     pub cgroupns: bool,
-    /// Per mount: the user namespace that carries its idmapping, if any.
+    /// Per mount: its bind source, already opened by `berth create` (see
+    /// [`open_bind_sources`]), or None.
+    pub sources: &'a [Option<OwnedFd>],
+    /// Per mount: the user namespace that carries its idmapping, for the
+    /// sources `berth create` could not open itself.
     pub idmaps: &'a [Option<OwnedFd>],
 }
 
 /// Mounts every `mounts` entry, in order (config.md: "in the listed order").
 pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<()> {
     for (i, m) in mounts.iter().enumerate() {
-        mount_one(ctx, m, ctx.idmaps.get(i).and_then(Option::as_ref))?;
+        let source = ctx.sources.get(i).and_then(Option::as_ref);
+        mount_one(ctx, m, source, ctx.idmaps.get(i).and_then(Option::as_ref))?;
     }
     Ok(())
 }
@@ -210,36 +215,209 @@ pub fn wants_idmap(m: &Mount) -> bool {
             .any(|o| o == "idmap" || o == "ridmap")
 }
 
-fn mount_one(ctx: &MountContext, m: &Mount, idmap: Option<&OwnedFd>) -> Result<()> {
-    let dest = m.destination();
+/// Whether a mount is a bind mount (by type or by option).
+pub fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// A bind mount's source path: relative ones are relative to the bundle.
+fn bind_source_path(m: &Mount, bundle: &Path) -> Result<PathBuf> {
+    let src = m.source().as_ref().ok_or_else(|| {
+        Error::Config(format!(
+            "mounts: {}: bind mount needs a source",
+            m.destination().display()
+        ))
+    })?;
+    Ok(if src.is_relative() {
+        bundle.join(src)
+    } else {
+        src.clone()
+    })
+}
+
+/// Opens every bind mount's source as a detached mount (open_tree), in
+/// `berth create` before the init exists, as runc does: a source the
+/// container's user namespace could not reach (a 0700 directory of the
+/// host's root) still mounts, and a source path cannot be swapped by the
+/// time the init mounts it. An idmapped mount gets its mapping here too.
+/// None where the kernel does not let this process do it (an unprivileged
+/// berth): the init then mounts that source by path.
+pub fn open_bind_sources(
+    mounts: &[Mount],
+    bundle: &Path,
+    idmaps: &[Option<OwnedFd>],
+) -> Result<Vec<Option<OwnedFd>>> {
+    let mut out = Vec::with_capacity(mounts.len());
+    for (i, m) in mounts.iter().enumerate() {
+        if !is_bind(m) {
+            out.push(None);
+            continue;
+        }
+        let src = bind_source_path(m, bundle)?;
+        let dest = m.destination().display();
+        if let Err(e) = std::fs::metadata(&src) {
+            return Err(Error::Config(format!(
+                "mounts: {dest}: source {}: {e}",
+                src.display()
+            )));
+        }
+        let opts = Options::parse(m.options().as_deref().unwrap_or_default());
+        let csrc = CString::new(src.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::Config(format!("mounts: {dest}: source contains NUL")))?;
+        let mut flags = sys::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
+        if opts.flags.contains(MsFlags::MS_REC) {
+            flags |= sys::AT_RECURSIVE;
+        }
+        let tree = match sys::open_tree(libc::AT_FDCWD, &csrc, flags) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                out.push(None);
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::path(
+                    &format!("mounts: {dest}: open source"),
+                    &src,
+                    e,
+                ))
+            }
+        };
+        if let Some(userns) = idmaps.get(i).and_then(Option::as_ref) {
+            let attr = MountAttr {
+                attr_set: sys::MOUNT_ATTR_IDMAP,
+                userns_fd: userns.as_raw_fd() as u64,
+                ..Default::default()
+            };
+            let mut set_flags = libc::AT_EMPTY_PATH as u32;
+            if opts.ridmap {
+                set_flags |= sys::AT_RECURSIVE;
+            }
+            sys::mount_setattr(tree.as_raw_fd(), c"", set_flags, &attr)
+                .map_err(|e| Error::path(&format!("mounts: {dest}: idmap source"), &src, e))?;
+        }
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
+/// Mount destinations inside /proc that runc accepts: the files lxcfs
+/// emulates. Anything else there could redirect berth's own /proc writes
+/// or hide what maskedPaths hides.
+const PROC_DESTINATIONS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// The lexical form of a destination: absolute, no `.`, no empty parts.
+fn clean(dest: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in dest.components() {
+        match c {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Refuses destinations that would let the config reach the host through
+/// /proc (runc's checkProcMount, CVE-2025-52881) or mount proc or sysfs
+/// through a symlink (CVE-2019-19921, CVE-2023-27561): `resolved` is where
+/// `dest` leads inside the rootfs.
+fn check_destination(
+    ctx: &MountContext,
+    dest: &Path,
+    resolved: &Path,
+    typ: &str,
+    source: Option<&OwnedFd>,
+) -> Result<()> {
+    let shown = dest.display();
+    if typ == "proc" || typ == "sysfs" {
+        let not_dir = || {
+            ctx.root
+                .open_in(resolved, libc::O_PATH | libc::O_DIRECTORY)
+                .is_err_and(|e| e.raw_os_error() != Some(libc::ENOENT))
+        };
+        if resolved != clean(dest) || not_dir() {
+            return Err(Error::Config(format!(
+                "mounts: {shown}: filesystem \"{typ}\" must be mounted on ordinary directory"
+            )));
+        }
+    }
+    if !resolved.starts_with("/proc") {
+        return Ok(());
+    }
+    if resolved == Path::new("/proc") {
+        let procfs_source = source.is_some_and(|s| {
+            sys::fs_type(s.as_fd()).is_ok_and(|t| t == crate::procfs::PROC_SUPER_MAGIC)
+        });
+        if typ == "proc" || procfs_source {
+            return Ok(());
+        }
+        return Err(Error::Config(format!(
+            "mounts: {shown}: \"/proc\" cannot be mounted because it is not of type proc"
+        )));
+    }
+    if PROC_DESTINATIONS_ALLOWED
+        .iter()
+        .any(|p| Path::new(p) == resolved)
+    {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "mounts: {shown}: \"{}\" cannot be mounted because it is inside /proc",
+        resolved.display()
+    )))
+}
+
+fn mount_one(
+    ctx: &MountContext,
+    m: &Mount,
+    tree: Option<&OwnedFd>,
+    idmap: Option<&OwnedFd>,
+) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     let opts = Options::parse(m.options().as_deref().unwrap_or_default());
     let is_bind = opts.is_bind() || typ == "bind";
+    let resolved = ctx.root.resolve(m.destination())?;
+    check_destination(ctx, m.destination(), &resolved, typ, tree)?;
+    let dest = resolved.as_path();
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, dest, &opts);
     }
-    let source: Option<PathBuf> = m.source().as_ref().map(|s| {
-        if is_bind && s.is_relative() {
-            ctx.bundle.join(s)
-        } else {
-            s.clone()
-        }
-    });
+    let source: Option<PathBuf> = if is_bind {
+        Some(bind_source_path(m, ctx.bundle)?)
+    } else {
+        m.source().clone()
+    };
     let target = if is_bind {
-        let src = source.as_ref().ok_or_else(|| {
-            Error::Config(format!(
-                "mounts: {}: bind mount needs a source",
-                dest.display()
-            ))
-        })?;
-        let meta = std::fs::metadata(src).map_err(|e| {
-            Error::Config(format!(
-                "mounts: {}: source {}: {e}",
-                dest.display(),
-                src.display()
-            ))
-        })?;
-        if meta.is_dir() {
+        let src = source.as_deref().unwrap_or(Path::new(""));
+        let is_dir = match tree {
+            Some(t) => crate::rootfs::is_dir(t.as_fd()),
+            None => std::fs::metadata(src).map(|m| m.is_dir()).map_err(|e| {
+                Error::Config(format!(
+                    "mounts: {}: source {}: {e}",
+                    m.destination().display(),
+                    src.display()
+                ))
+            })?,
+        };
+        if is_dir {
             ctx.root.mkdir_all(dest)?
         } else {
             ctx.root.create_file(dest)?
@@ -247,15 +425,32 @@ fn mount_one(ctx: &MountContext, m: &Mount, idmap: Option<&OwnedFd>) -> Result<(
     } else {
         ctx.root.mkdir_all(dest)?
     };
+    // What the kernel opened is checked too: a destination that turned
+    // into a procfs file meanwhile is refused all the same.
+    let on_procfs =
+        sys::fs_type(target.as_fd()).is_ok_and(|t| t == crate::procfs::PROC_SUPER_MAGIC);
+    if on_procfs
+        && !PROC_DESTINATIONS_ALLOWED
+            .iter()
+            .any(|p| Path::new(p) == dest)
+    {
+        return Err(Error::Config(format!(
+            "mounts: {}: \"{}\" cannot be mounted because it is inside /proc",
+            m.destination().display(),
+            dest.display()
+        )));
+    }
     let target_path = fd_path(&target);
     let what = || {
         format!(
             "mount {} ({typ}) at {}",
             source.as_deref().unwrap_or(Path::new(typ)).display(),
-            dest.display()
+            m.destination().display()
         )
     };
-    if let Some(userns) = idmap {
+    if let Some(tree) = tree {
+        sys::move_mount_to_fd(tree.as_fd(), target.as_fd()).map_err(|e| Error::sys(what(), e))?;
+    } else if let Some(userns) = idmap {
         let src = source.as_deref().unwrap_or(Path::new(""));
         idmapped_bind(src, &target, userns, &opts).ctx(what)?;
     } else if is_bind {

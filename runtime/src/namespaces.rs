@@ -21,6 +21,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
 use crate::error::{Context, Error, Result};
+use crate::procfs::ProcRoot;
 
 /// How the container's namespaces come to be.
 #[derive(Debug)]
@@ -145,6 +146,14 @@ impl Plan {
             plan.clone_flags = CloneFlags::empty();
             plan.join.insert(0, (CloneFlags::CLONE_NEWUSER, user));
         }
+        crate::user::validate_mappings(
+            "linux.uidMappings",
+            linux.uid_mappings().as_deref().unwrap_or_default(),
+        )?;
+        crate::user::validate_mappings(
+            "linux.gidMappings",
+            linux.gid_mappings().as_deref().unwrap_or_default(),
+        )?;
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if plan.new_user && !has_maps {
@@ -210,25 +219,28 @@ fn check_ns_path(path: &Path, t: LinuxNamespaceType) -> Result<()> {
     Ok(())
 }
 
+/// The text of a uid_map or gid_map file.
+fn render_maps(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
 /// Writes `/proc/PID/{uid,gid}_map` for a child in a new user namespace.
 pub fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
-    let render = |maps: &Option<Vec<LinuxIdMapping>>| -> String {
-        maps.as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
-    for (file, maps) in [
-        ("uid_map", linux.uid_mappings()),
-        ("gid_map", linux.gid_mappings()),
-    ] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, render(maps)).map_err(|e| {
-            Error::path(&format!("write linux.{}Mappings to", &file[..3]), &path, e)
-        })?;
-    }
-    Ok(())
+    let proc = ProcRoot::open()?;
+    let uid = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gid = linux.gid_mappings().as_deref().unwrap_or_default();
+    proc.write(
+        "linux.uidMappings",
+        &format!("{pid}/uid_map"),
+        &render_maps(uid),
+    )?;
+    proc.write(
+        "linux.gidMappings",
+        &format!("{pid}/gid_map"),
+        &render_maps(gid),
+    )
 }
 
 /// Switches the creating process's namespace for children (pid or time) to
@@ -274,9 +286,7 @@ impl ForChildren {
             ));
         }
         if !text.is_empty() {
-            std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-                Error::path("write linux.timeOffsets to", "/proc/self/timens_offsets", e)
-            })?;
+            ProcRoot::open()?.write("linux.timeOffsets", "self/timens_offsets", &text)?;
         }
         Ok(ForChildren { original, flags })
     }
@@ -307,16 +317,14 @@ pub fn userns_with_maps(
         }
     }
     drop(hold);
-    let render = |maps: &[LinuxIdMapping]| -> String {
-        maps.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
     let result = (|| {
+        let proc = ProcRoot::open()?;
         for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
-            let path = format!("/proc/{pid}/{file}");
-            std::fs::write(&path, render(maps))
-                .map_err(|e| Error::path("write mount idmapping to", &path, e))?;
+            proc.write(
+                "mounts: idmapping",
+                &format!("{pid}/{file}"),
+                &render_maps(maps),
+            )?;
         }
         let ns = format!("/proc/{pid}/ns/user");
         File::open(&ns)

@@ -16,6 +16,7 @@ use crate::capabilities::CapSets;
 use crate::cgroups::{Cgroup, Layout};
 use crate::error::{Context, Error, Result};
 use crate::namespaces::Plan;
+use crate::procfs::ProcRoot;
 use crate::rootfs::{self, Root};
 use crate::sync::{Channel, Msg};
 use crate::{attributes, devices, mounts, tty};
@@ -31,9 +32,6 @@ pub struct InitArgs<'a> {
     pub layout: &'a Layout,
     pub cgroup: &'a Cgroup,
     pub channel: Channel,
-    /// fds of the parent that the init must not keep (its channel end, the
-    /// container lock: holding that would block every later command).
-    pub close_fds: Vec<i32>,
     /// O_PATH fd of the exec fifo, opened by the parent: the state
     /// directory is not reachable for a root mapped into a user namespace.
     pub exec_fifo: &'a OwnedFd,
@@ -41,6 +39,8 @@ pub struct InitArgs<'a> {
     pub console_socket: Option<i32>,
     /// Per mount: the user namespace of its idmapping.
     pub idmaps: &'a [Option<OwnedFd>],
+    /// Per mount: its bind source as a detached mount, opened by create.
+    pub bind_sources: &'a [Option<OwnedFd>],
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -68,10 +68,12 @@ pub fn run(args: InitArgs) -> ! {
 
 /// runtime.md "Lifecycle" steps 2–6 as seen from the container's process.
 fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
-    for fd in &a.close_fds {
-        // SAFETY: closing the parent's fds that this process inherited.
-        unsafe { libc::close(*fd) };
-    }
+    let mut keep = vec![a.channel.raw_fd(), a.exec_fifo.as_raw_fd()];
+    keep.extend(a.console_socket);
+    keep.extend(a.seccomp_listener);
+    keep.extend(a.idmaps.iter().flatten().map(AsRawFd::as_raw_fd));
+    keep.extend(a.bind_sources.iter().flatten().map(AsRawFd::as_raw_fd));
+    close_inherited_fds(a.preserve_fds, keep)?;
     // Until the parent has saved the state, the init dies with it; and no
     // process in the container may ptrace or open /proc/<init>/exe of a
     // process still running berth's code (CVE-2019-5736).
@@ -86,6 +88,12 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         other => return Err(Error::Other(format!("unexpected message {other:?}"))),
     };
     a.plan.join_in_init()?;
+    // Opened now, in the container's pid namespace and before any of the
+    // config's mounts exist: every /proc write below goes through it.
+    let proc = ProcRoot::open()?;
+    let fd_dir = proc
+        .fd_dir()
+        .map_err(|e| Error::sys("open /proc/self/fd of the verified procfs", e))?;
     if a.plan.new_user {
         become_root_in_user_namespace()?;
     }
@@ -134,7 +142,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         set_domainname(domainname)?;
     }
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-        apply_sysctl(sysctl)?;
+        apply_sysctl(&proc, sysctl)?;
     }
     if has_mount_ns {
         if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
@@ -158,6 +166,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         .seccomp
         .map(|program| crate::seccomp::Setup { program, listener });
     let program = become_process(
+        &proc,
         process,
         linux,
         pty,
@@ -175,7 +184,9 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     a.channel
         .send(&Msg::Detached)
         .ctx(|| "report to berth create")?;
-    wait_for_start(a.exec_fifo)?;
+    drop(proc);
+    wait_for_start(&fd_dir, a.exec_fifo)?;
+    drop(fd_dir);
     if let Some(list) = hooks.and_then(|h| h.start_container().as_deref()) {
         crate::hooks::run_all(
             "startContainer",
@@ -201,6 +212,7 @@ pub struct Program {
 /// cwd, program lookup, scheduling attributes, oomScoreAdj, no_new_privs,
 /// bounding set, user, capability sets.
 pub fn become_process(
+    proc: &ProcRoot,
     process: &Process,
     linux: Option<&oci_spec::runtime::Linux>,
     pty: Option<tty::Pty>,
@@ -226,13 +238,11 @@ pub fn become_process(
         attributes::set_memory_policy(p)?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-            Error::path(
-                "write process.oomScoreAdj to",
-                "/proc/self/oom_score_adj",
-                e,
-            )
-        })?;
+        proc.write(
+            "process.oomScoreAdj",
+            "self/oom_score_adj",
+            &adj.to_string(),
+        )?;
     }
     let nnp = process.no_new_privileges() == Some(true);
     if nnp {
@@ -252,6 +262,7 @@ pub fn become_process(
         attributes::set_personality(p)?;
     }
     attributes::set_exec_labels(
+        proc,
         process.apparmor_profile().as_deref(),
         process.selinux_label().as_deref(),
     )?;
@@ -297,6 +308,17 @@ fn with_status(state: &str, status: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
     v["status"] = serde_json::Value::from(status);
     v.to_string()
+}
+
+/// Right after the clone, the new process closes every fd it inherited
+/// except stdio, the caller's preserved fds (3 up), the log and `own` (the
+/// channels berth made for it): a lock or directory the caller held must
+/// not stay open in the container, not even until `start`.
+fn close_inherited_fds(preserve_fds: u32, mut own: Vec<i32>) -> Result<()> {
+    own.extend([0, 1, 2]);
+    own.extend(3..3 + preserve_fds as i32);
+    own.extend(crate::logging::log_fd());
+    crate::sys::close_all_except(&own).ctx(|| "close the fds inherited from berth's caller")
 }
 
 fn expect(channel: &Channel, want: Msg) -> Result<()> {
@@ -363,18 +385,14 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
         layout: a.layout,
         cgroup: a.cgroup,
         cgroupns: a.plan.has(LinuxNamespaceType::Cgroup),
+        sources: a.bind_sources,
         idmaps: a.idmaps,
     };
     mounts::mount_all(&ctx, mounts)?;
     // runc leaves /dev alone when the config bind-mounts it from elsewhere.
-    let dev_is_bind = mounts.iter().any(|m| {
-        m.destination() == Path::new("/dev")
-            && (m.typ().as_deref() == Some("bind")
-                || m.options()
-                    .iter()
-                    .flatten()
-                    .any(|o| o == "bind" || o == "rbind"))
-    });
+    let dev_is_bind = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && mounts::is_bind(m));
     if !dev_is_bind {
         let devices = linux
             .and_then(|l| l.devices().as_deref())
@@ -469,14 +487,13 @@ fn set_domainname(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// config-linux.md "Sysctl": written before /proc/sys becomes read-only.
-fn apply_sysctl(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
+/// config-linux.md "Sysctl": written through the verified procfs, so
+/// neither the container's /proc (read-only by then) nor anything mounted
+/// or linked into it decides where the value goes.
+fn apply_sysctl(proc: &ProcRoot, sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
     for (key, value) in sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|e| Error::Sys {
-            what: format!("write linux.sysctl {key}={value:?} to {path}"),
-            source: e,
-        })?;
+        let path = format!("sys/{}", key.replace('.', "/"));
+        proc.write(&format!("linux.sysctl {key}"), &path, value)?;
     }
     Ok(())
 }
@@ -596,15 +613,15 @@ fn set_user(process: &Process) -> Result<()> {
 }
 
 /// Blocks until `start` opens the exec fifo for reading, then tells it we
-/// are going. The fifo was opened O_PATH before pivot_root; reopening the
-/// fd through /proc makes the blocking open possible from inside.
-fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
-    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::path("open exec fifo", &path, e))?;
-    std::io::Write::write_all(&mut f, b"0").map_err(|e| Error::path("write exec fifo", &path, e))
+/// are going. The fifo was opened O_PATH before pivot_root; reopening that
+/// fd through the verified procfs makes the blocking open possible from
+/// inside, and nothing in the container's /proc can redirect it.
+fn wait_for_start(fd_dir: &crate::procfs::FdDir, fifo: &OwnedFd) -> Result<()> {
+    use std::os::fd::AsFd;
+    let mut f = fd_dir
+        .reopen(fifo.as_fd(), libc::O_WRONLY)
+        .map_err(|e| Error::sys("open the exec fifo for writing", e))?;
+    std::io::Write::write_all(&mut f, b"0").map_err(|e| Error::sys("write the exec fifo", e))
 }
 
 /// The last step: umask and execve.
@@ -645,7 +662,6 @@ pub struct ExecArgs<'a> {
     pub namespaces: &'a [(nix::sched::CloneFlags, OwnedFd)],
     pub joins_user: bool,
     pub channel: Channel,
-    pub close_fds: Vec<i32>,
     pub console_socket: Option<i32>,
     pub preserve_fds: u32,
     pub seccomp: Option<crate::seccomp::Setup<'a>>,
@@ -666,10 +682,16 @@ pub fn run_exec(args: ExecArgs) -> ! {
 /// container (the parent already put us in its pid namespace and cgroup),
 /// become the process, and execve. Success is the channel closing on exec.
 fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
-    for fd in &a.close_fds {
-        // SAFETY: closing the parent's fds that this process inherited.
-        unsafe { libc::close(*fd) };
-    }
+    let mut keep = vec![a.channel.raw_fd()];
+    keep.extend(a.console_socket);
+    keep.extend(a.namespaces.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(
+        a.seccomp
+            .as_ref()
+            .and_then(|s| s.listener.as_ref())
+            .map(|(fd, _)| *fd),
+    );
+    close_inherited_fds(a.preserve_fds, keep)?;
     set_parent_death_signal(libc::SIGKILL)?;
     set_dumpable(false)?;
     match a.channel.recv().ctx(|| "read from berth exec")? {
@@ -701,7 +723,9 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
         }
         None => None,
     };
+    let proc = ProcRoot::open()?;
     let program = become_process(
+        &proc,
         a.process,
         a.linux,
         pty,

@@ -49,6 +49,11 @@ fn relative(path: &Path) -> CString {
     CString::new(joined).unwrap_or_else(|_| c".".to_owned())
 }
 
+/// Whether an fd refers to a directory.
+pub fn is_dir(fd: std::os::fd::BorrowedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
 /// The `/proc/self/fd/N` path through which syscalls that take only paths
 /// (mount(2)) can act on an fd.
 pub fn fd_path(fd: &OwnedFd) -> CString {
@@ -141,6 +146,61 @@ impl Root {
         }
         self.open_in(&done, flags)
             .map_err(|e| Error::path("open", self.display(path), e))
+    }
+
+    /// Where `path` leads inside the rootfs, without creating anything:
+    /// symlinks on the way are followed with the rootfs as `/` (as
+    /// [`Root::mkdir_all`] and openat2(RESOLVE_IN_ROOT) follow them), up to
+    /// the first component that does not exist; the rest is kept as given.
+    /// The result is absolute and free of symlinks where it exists.
+    pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
+        let mut todo: std::collections::VecDeque<OsString> = components(path).collect();
+        let mut done = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                done.pop();
+                continue;
+            }
+            let dir = self
+                .open_in(&done, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| Error::path("open", self.display(&done), e))?;
+            let cname = CString::new(name.as_encoded_bytes())
+                .map_err(|_| Error::Config(format!("path {} contains NUL", path.display())))?;
+            match nix::fcntl::readlinkat(&dir, cname.as_c_str()) {
+                Ok(target) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(Error::path(
+                            "resolve",
+                            self.display(path),
+                            io::Error::from_raw_os_error(libc::ELOOP),
+                        ));
+                    }
+                    let target = PathBuf::from(target);
+                    for (i, c) in components(&target).enumerate() {
+                        todo.insert(i, c);
+                    }
+                    if target.is_absolute() {
+                        done = PathBuf::from("/");
+                    }
+                }
+                // Not a symlink: a directory (or file) to go on from.
+                Err(nix::Error::EINVAL) => done.push(name),
+                Err(nix::Error::ENOENT) => {
+                    done.push(name);
+                    for rest in todo.drain(..) {
+                        if rest == ".." {
+                            done.pop();
+                        } else {
+                            done.push(rest);
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::path("resolve", self.display(&done.join(&name)), e)),
+            }
+        }
+        Ok(done)
     }
 
     /// The directory containing `path` (created if missing) and the last

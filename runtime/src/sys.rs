@@ -12,11 +12,19 @@ const SYS_MOUNT_SETATTR: libc::c_long = 442;
 const SYS_OPEN_TREE: libc::c_long = 428;
 const SYS_MOVE_MOUNT: libc::c_long = 429;
 
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 pub const AT_RECURSIVE: libc::c_uint = 0x8000;
 pub const OPEN_TREE_CLONE: libc::c_uint = 1;
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 pub const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
@@ -108,6 +116,117 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// A new, detached mount of filesystem `fstype` (fsopen, fsconfig, fsmount):
+/// `options` are `key` flags or `key=value` strings, `attrs` the
+/// MOUNT_ATTR_* of the mount. Nothing is attached anywhere: the caller
+/// reads from it through the fd or attaches it with [`move_mount_to_fd`].
+pub fn fs_mount(fstype: &CStr, options: &[&str], attrs: u64) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name; the kernel returns a new fd.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this fd to us.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let config = |cmd: libc::c_uint, key: Option<&CStr>, value: Option<&CStr>| {
+        // SAFETY: fsconfig on our fs context with NUL-terminated strings (or none).
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                key.map_or(std::ptr::null(), CStr::as_ptr),
+                value.map_or(std::ptr::null(), CStr::as_ptr),
+                0,
+            )
+        })
+    };
+    for opt in options {
+        let bad = || io::Error::from_raw_os_error(libc::EINVAL);
+        match opt.split_once('=') {
+            Some((k, v)) => {
+                let (k, v) = (
+                    std::ffi::CString::new(k).map_err(|_| bad())?,
+                    std::ffi::CString::new(v).map_err(|_| bad())?,
+                );
+                config(FSCONFIG_SET_STRING, Some(&k), Some(&v))?;
+            }
+            None => {
+                let k = std::ffi::CString::new(*opt).map_err(|_| bad())?;
+                config(FSCONFIG_SET_FLAG, Some(&k), None)?;
+            }
+        }
+    }
+    config(FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: fsmount on our configured context.
+    let m = check(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    })?;
+    // SAFETY: the kernel just returned this fd to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
+/// A detached copy of the mount of the object `fd` refers to (a bind mount
+/// of exactly that file or directory), ready for [`move_mount_to_fd`].
+pub fn clone_mount_of(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32 | libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    open_tree(fd.as_raw_fd(), c"", flags)
+}
+
+/// fstatfs(2): the filesystem's magic number.
+pub fn fs_type(fd: BorrowedFd) -> io::Result<i64> {
+    // SAFETY: statfs is plain data; fstatfs fills it for our fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs on a valid fd into a statfs we own.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64)
+}
+
+/// Closes every fd except `keep` (and stdio, which the caller lists): what
+/// a process inherited from whoever ran berth must not stay open in the
+/// container's processes, not even until they exec.
+pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= 0)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 0u32;
+    for fd in keep.iter().copied().chain([u32::MAX]) {
+        if fd > from {
+            // SAFETY: close_range closes fds this process owns; none is in use
+            // by Rust code (the kept ones are excluded).
+            let r = check(unsafe { libc::syscall(SYS_CLOSE_RANGE, from, fd - 1, 0) });
+            if let Err(e) = r {
+                if e.raw_os_error() != Some(libc::ENOSYS) {
+                    return Err(e);
+                }
+                // Before Linux 5.9: close them one by one.
+                let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")?
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .filter(|n| *n >= from && *n < fd)
+                    .collect();
+                for n in open {
+                    // SAFETY: as above.
+                    unsafe { libc::close(n as RawFd) };
+                }
+            }
+        }
+        from = fd.saturating_add(1);
+    }
+    Ok(())
 }
 
 /// `struct mount_attr` for mount_setattr(2).

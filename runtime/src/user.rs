@@ -1,4 +1,43 @@
-//! The container's /etc/passwd and /etc/group, read from inside its root.
+//! The container's /etc/passwd and /etc/group, read from inside its root,
+//! and the range every uid and gid must be in.
+
+use crate::error::{Error, Result};
+
+/// The largest uid or gid berth accepts, as runc: `(uid_t)-1` means
+/// "leave unchanged" to setresuid(2), so 4294967295 would run the process
+/// as whoever berth is (root), and ids above 2^31-1 are not portable.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+fn check_id(field: &str, id: u32) -> Result<()> {
+    if id > MAX_ID {
+        return Err(Error::Config(format!(
+            "{field} {id}: uids and gids must be in range 0-{MAX_ID}"
+        )));
+    }
+    Ok(())
+}
+
+/// config.md "process.user": uid, gid and additionalGids in range.
+pub fn validate_ids(user: &oci_spec::runtime::User) -> Result<()> {
+    check_id("process.user.uid", user.uid())?;
+    check_id("process.user.gid", user.gid())?;
+    for g in user.additional_gids().iter().flatten() {
+        check_id("process.user.additionalGids", *g)?;
+    }
+    Ok(())
+}
+
+/// config-linux.md "User namespace mappings": ids in range, sizes non-zero.
+pub fn validate_mappings(field: &str, maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<()> {
+    for m in maps {
+        check_id(&format!("{field}.containerID"), m.container_id())?;
+        check_id(&format!("{field}.hostID"), m.host_id())?;
+        if m.size() == 0 {
+            return Err(Error::Config(format!("{field}.size: must not be 0")));
+        }
+    }
+    Ok(())
+}
 
 /// One /etc/passwd entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +78,17 @@ pub fn home_of(uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_range() {
+        assert!(check_id("x", 0).is_ok());
+        assert!(check_id("x", MAX_ID).is_ok());
+        let e = check_id("process.user.uid", u32::MAX).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "process.user.uid 4294967295: uids and gids must be in range 0-2147483647"
+        );
+    }
 
     #[test]
     fn passwd() {
