@@ -357,13 +357,7 @@ fn create_in(
         cgroup.apply_resources(layout, r)?;
     }
     cgroup.add(pid)?;
-    cgroup.apply_devices(
-        layout,
-        linux.and_then(|l| l.resources().as_ref()),
-        linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default(),
-    )?;
+    cgroup.apply_devices(layout, linux.and_then(|l| l.resources().as_ref()))?;
     if let Some(r) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) {
         rlimits::apply(pid, r)?;
     }

@@ -24,6 +24,7 @@ pub mod exec;
 pub mod foreground;
 pub mod hooks;
 pub mod logging;
+pub mod mountinfo;
 pub mod mounts;
 pub mod namespaces;
 pub mod netdev;

@@ -752,60 +752,103 @@ pub fn bind_onto_fd(src: &CStr, target: &OwnedFd, recursive: bool) -> nix::Resul
     )
 }
 
+/// Opens `path` as this process sees it (after pivot_root: inside the
+/// container), following symlinks but never a /proc magic link; None when
+/// nothing is there.
+fn open_existing(path: &str) -> Result<Option<OwnedFd>> {
+    let c = CString::new(path).map_err(|_| Error::Config(format!("path {path:?} contains NUL")))?;
+    match sys::openat2(
+        libc::AT_FDCWD,
+        &c,
+        libc::O_PATH,
+        0,
+        sys::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(Error::path("open", path, e)),
+    }
+}
+
+/// The container's `/dev/null`, verified to be the null device (char 1:3)
+/// and not a symlink: it is what masks files (CVE-2025-31133).
+fn open_dev_null() -> Result<OwnedFd> {
+    let not_null = |what: &str| {
+        Error::Other(format!(
+            "maskedPaths: /dev/null in the container is not the null device (c 1:3) but {what}: refusing to mask with it"
+        ))
+    };
+    let fd = sys::openat2(
+        libc::AT_FDCWD,
+        c"/dev/null",
+        libc::O_PATH,
+        0,
+        sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => not_null("a symlink"),
+        _ => Error::path("maskedPaths: open the mask source", "/dev/null", e),
+    })?;
+    let st = nix::sys::stat::fstat(&fd).ctx(|| "maskedPaths: stat /dev/null")?;
+    let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 1
+        && libc::minor(st.st_rdev) == 3;
+    if !is_null {
+        return Err(not_null("another file"));
+    }
+    Ok(fd)
+}
+
 /// config-linux.md "Masked Paths": each existing path is hidden behind an
-/// empty read-only tmpfs (directories) or /dev/null (anything else).
-/// Runs after pivot_root, so paths are the container's own.
+/// empty read-only tmpfs (directories) or the container's verified
+/// /dev/null (anything else). Runs after pivot_root, so paths are the
+/// container's own; the masks are attached by fd (move_mount), so no path
+/// through the container's /proc decides what is mounted where.
 pub fn apply_masked_paths(paths: &[String]) -> Result<()> {
+    let mut null = None;
     for p in paths {
-        let meta = match std::fs::symlink_metadata(p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::path("stat masked path", p, e)),
+        let Some(target) = open_existing(p)? else {
+            continue;
         };
-        let r = if meta.is_dir() {
-            mount(
-                Some("tmpfs"),
-                p.as_str(),
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
+        let mask = if crate::rootfs::is_dir(target.as_fd()) {
+            sys::fs_mount(c"tmpfs", &[], sys::MOUNT_ATTR_RDONLY)
+                .map_err(|e| Error::sys(format!("mask {p}: make a tmpfs"), e))?
         } else {
-            mount(
-                Some("/dev/null"),
-                p.as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
+            if null.is_none() {
+                null = Some(open_dev_null()?);
+            }
+            let null = null.as_ref().expect("opened above");
+            sys::clone_mount_of(null.as_fd(), false)
+                .map_err(|e| Error::sys(format!("mask {p}: clone /dev/null"), e))?
         };
-        r.ctx(|| format!("mask {p}"))?;
+        sys::move_mount_to_fd(mask.as_fd(), target.as_fd())
+            .map_err(|e| Error::sys(format!("mask {p}"), e))?;
     }
     Ok(())
 }
 
-/// config-linux.md "Readonly Paths": each existing path is bind-mounted onto
-/// itself and remounted read-only.
+/// config-linux.md "Readonly Paths": each existing path gets a read-only
+/// copy of its own mounts (submounts included) stacked on top of it.
 pub fn apply_readonly_paths(paths: &[String]) -> Result<()> {
     for p in paths {
-        match mount(
-            Some(p.as_str()),
-            p.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        ) {
-            Ok(()) => {}
-            Err(nix::Error::ENOENT) => continue,
-            Err(e) => return Err(Error::path("bind readonly path", p, e)),
-        }
-        let flags = locked_flags(p.as_str())
-            | MsFlags::MS_BIND
-            | MsFlags::MS_REMOUNT
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_REC;
-        mount(None::<&str>, p.as_str(), None::<&str>, flags, None::<&str>)
-            .ctx(|| format!("make {p} read-only"))?;
+        let Some(target) = open_existing(p)? else {
+            continue;
+        };
+        let tree = sys::clone_mount_of(target.as_fd(), true)
+            .map_err(|e| Error::path("bind readonly path", p, e))?;
+        let attr = MountAttr {
+            attr_set: sys::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
+        sys::mount_setattr(
+            tree.as_raw_fd(),
+            c"",
+            libc::AT_EMPTY_PATH as u32 | sys::AT_RECURSIVE,
+            &attr,
+        )
+        .map_err(|e| Error::path("make read-only", p, e))?;
+        sys::move_mount_to_fd(tree.as_fd(), target.as_fd())
+            .map_err(|e| Error::path("bind readonly path", p, e))?;
     }
     Ok(())
 }

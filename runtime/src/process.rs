@@ -453,7 +453,7 @@ fn setup_terminal(socket: i32, process: &Process) -> Result<tty::Pty> {
     tty::send_fd(
         socket,
         pty.master.as_raw_fd(),
-        &tty::slave_path(&pty.slave)?,
+        &tty::slave_path(&pty.master)?,
     )?;
     // SAFETY: the socket's job is done; the init must not keep it.
     unsafe { libc::close(socket) };
@@ -716,7 +716,7 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
                     size.width() as u16,
                 )?;
             }
-            tty::send_fd(sock, pty.master.as_raw_fd(), &tty::slave_path(&pty.slave)?)?;
+            tty::send_fd(sock, pty.master.as_raw_fd(), &tty::slave_path(&pty.master)?)?;
             // SAFETY: the socket's job is done.
             unsafe { libc::close(sock) };
             Some(pty)

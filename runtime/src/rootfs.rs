@@ -286,9 +286,10 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
 
 /// The mount point (from mountinfo) that contains `path`.
 fn mount_point_of(path: &Path) -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+    crate::mountinfo::read()
+        .ok()?
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|mp| path.starts_with(mp))
         .max_by_key(|mp| mp.as_os_str().len())
 }
@@ -320,13 +321,61 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
 }
 
 /// `--no-pivot`: moves the rootfs over `/` and chroots into it, for hosts
-/// where pivot_root is impossible (a ramfs root).
+/// where pivot_root is impossible (a ramfs root). The host's mounts stay in
+/// the container's mount namespace, under the chroot: first every full
+/// procfs and sysfs of the host goes (as runc does), or a process in the
+/// container could make a user namespace and mount a fresh, unmasked
+/// procfs (the kernel allows that only while a fully visible one exists).
 pub fn move_root(rootfs: &Path) -> Result<()> {
+    hide_host_proc_and_sys(rootfs)?;
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .ctx(|| format!("move {} to /", rootfs.display()))?;
     nix::unistd::chroot(".").ctx(|| "chroot")?;
     nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    Ok(())
+}
+
+/// Detaches (in the container's mount namespace only: each is made a
+/// slave first, so nothing propagates to the host) every procfs and sysfs
+/// mounted outside the rootfs; one that cannot be detached is covered
+/// with an empty tmpfs.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let targets: Vec<PathBuf> = crate::mountinfo::read()
+        .map_err(|e| Error::path("read", "/proc/self/mountinfo", e))?
+        .into_iter()
+        .filter(|m| m.root == Path::new("/") && matches!(m.fstype.as_str(), "proc" | "sysfs"))
+        .map(|m| m.mount_point)
+        .filter(|p| !p.starts_with(rootfs))
+        .collect();
+    for p in targets {
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            // Gone with a parent detached before it.
+            Err(nix::Error::ENOENT) => continue,
+            Err(e) => return Err(Error::path("make a host mount a slave", &p, e)),
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::ENOENT) => {}
+            Err(nix::Error::EINVAL) | Err(nix::Error::EPERM) => {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .ctx(|| format!("cover {} with a tmpfs", p.display()))?;
+            }
+            Err(e) => return Err(Error::path("detach the host's", &p, e)),
+        }
+    }
     Ok(())
 }
 

@@ -93,28 +93,81 @@ pub fn open_pty() -> Result<Pty> {
 
 use std::os::unix::fs::OpenOptionsExt;
 
-/// The name of the pty slave (e.g. /dev/pts/0), for /dev/console.
-pub fn slave_path(slave: &OwnedFd) -> Result<String> {
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
-        .map_err(|e| Error::sys("find pty name", e))?;
-    Ok(link.display().to_string())
+/// The name of the pty's slave (e.g. /dev/pts/0), from the master's
+/// TIOCGPTN (not from a /proc link the container could shadow).
+pub fn slave_path(master: &OwnedFd) -> Result<String> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes the pty number into n.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) } != 0 {
+        return Err(Error::sys("find pty name", std::io::Error::last_os_error()));
+    }
+    Ok(format!("/dev/pts/{n}"))
 }
 
-/// Bind-mounts the slave onto /dev/console (runtime-linux.md).
+/// Bind-mounts the slave onto /dev/console (runtime-linux.md), from the
+/// slave's fd. /dev/console must be a regular file or a device node (made
+/// here if missing): never a symlink the image planted (CVE-2025-52565).
 pub fn mount_console(slave: &OwnedFd) -> Result<()> {
-    let name = slave_path(slave)?;
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).map_err(|e| Error::path("create", console, e))?;
-    }
-    nix::mount::mount(
-        Some(name.as_str()),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
+    use std::os::fd::AsFd;
+    let resolve = crate::sys::RESOLVE_NO_SYMLINKS | crate::sys::RESOLVE_NO_MAGICLINKS;
+    let dev = crate::sys::openat2(
+        libc::AT_FDCWD,
+        c"/dev",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        resolve,
     )
-    .ctx(|| format!("bind {name} to /dev/console"))
+    .map_err(|e| Error::path("open", "/dev", e))?;
+    let open = || {
+        crate::sys::openat2(
+            dev.as_raw_fd(),
+            c"console",
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            resolve | crate::sys::RESOLVE_BENEATH,
+        )
+    };
+    let console = match open() {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            // SAFETY: openat on our /dev fd; the new file's fd is closed at once.
+            let fd = unsafe {
+                libc::openat(
+                    dev.as_raw_fd(),
+                    c"console".as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC,
+                    0o600,
+                )
+            };
+            if fd < 0 {
+                return Err(Error::path(
+                    "create",
+                    "/dev/console",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            // SAFETY: we own fd.
+            unsafe { libc::close(fd) };
+            open().map_err(|e| Error::path("open", "/dev/console", e))?
+        }
+        Err(e) => return Err(Error::path("open", "/dev/console", e)),
+    };
+    let st = nix::sys::stat::fstat(&console).map_err(|e| Error::path("stat", "/dev/console", e))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        return Err(Error::Other(
+            "/dev/console in the container is not a regular file or a device: refusing to mount the console on it"
+                .into(),
+        ));
+    }
+    let tree = crate::sys::clone_mount_of(slave.as_fd(), false)
+        .map_err(|e| Error::sys("clone the pty for /dev/console", e))?;
+    crate::sys::move_mount_to_fd(tree.as_fd(), console.as_fd())
+        .map_err(|e| Error::sys("bind the pty to /dev/console", e))
 }
 
 pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {

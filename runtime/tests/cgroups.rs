@@ -154,8 +154,9 @@ fn cgroup2_device_program_filters_opens() {
         }
     }
     let _rm = Rm(dir.clone());
-    let rules = berth::devices::cgroup_rules(None, &[]);
-    berth::cgroups::v2::apply_devices(&dir, &rules).unwrap();
+    let rules = berth::devices::cgroup_rules(None);
+    let target = berth::devices::Emulator::from_rules(&rules).unwrap();
+    berth::cgroups::v2::apply_devices(&dir, &target.as_rules()).unwrap();
     // A shell that joins the cgroup, then tries /dev/null (allowed) and
     // /dev/loop-control (10:237, not on the list).
     let script = format!(

@@ -389,27 +389,6 @@ fn open_pty() -> (std::fs::File, std::fs::File) {
     )
 }
 
-/// Reads from `f` until `want` shows up or the deadline passes.
-fn read_until(f: &mut std::fs::File, want: &str) -> String {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    // SAFETY: fcntl on a fd we own.
-    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    while std::time::Instant::now() < deadline {
-        let mut buf = [0u8; 4096];
-        match f.read(&mut buf) {
-            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
-            _ => std::thread::sleep(std::time::Duration::from_millis(10)),
-        }
-        if String::from_utf8_lossy(&out).contains(want) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn terminal_in_the_foreground_is_proxied() {
     let mut env = Env::new("tty-run");

@@ -66,30 +66,20 @@ impl Layout {
     /// Pure parsing of /proc/self/mountinfo and /proc/self/cgroup.
     pub fn parse(mountinfo: &str, own_cgroups: &str) -> Layout {
         let mut hierarchies: Vec<Hierarchy> = Vec::new();
-        for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 5 || post.len() < 3 {
-                continue;
-            }
-            let (fstype, super_opts) = (post[0], post[2]);
-            let controllers: Vec<String> = match fstype {
+        for m in crate::mountinfo::parse(mountinfo) {
+            let controllers: Vec<String> = match m.fstype.as_str() {
                 "cgroup2" => Vec::new(),
-                "cgroup" => super_opts
+                "cgroup" => m
+                    .super_options
                     .split(',')
                     .filter(|o| is_controller_option(o))
                     .map(String::from)
                     .collect(),
                 _ => continue,
             };
-            if fstype == "cgroup" && controllers.is_empty() {
+            if m.fstype == "cgroup" && controllers.is_empty() {
                 continue;
             }
-            let mount_point = PathBuf::from(unescape_mountinfo(pre[4]));
-            let mount_root = PathBuf::from(unescape_mountinfo(pre[3]));
             // The same hierarchy may be mounted twice; the first mount wins.
             let dup = hierarchies.iter().any(|h| h.controllers == controllers);
             if dup {
@@ -97,8 +87,8 @@ impl Layout {
             }
             let own = own_path(own_cgroups, &controllers).unwrap_or_else(|| PathBuf::from("/"));
             hierarchies.push(Hierarchy {
-                mount_point,
-                mount_root,
+                mount_point: m.mount_point,
+                mount_root: m.root,
                 controllers,
                 own,
             });
@@ -125,26 +115,6 @@ fn is_controller_option(opt: &str) -> bool {
     !NOT_CONTROLLERS.contains(&opt)
         && !opt.starts_with("release_agent=")
         && (!opt.contains('=') || opt.starts_with("name="))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Our cgroup in the hierarchy with these controllers, from /proc/self/cgroup.
@@ -267,21 +237,16 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies the device allow-list of `linux.resources.devices`.
-    pub fn apply_devices(
-        &self,
-        layout: &Layout,
-        resources: Option<&LinuxResources>,
-        config_devices: &[oci_spec::runtime::LinuxDevice],
-    ) -> Result<()> {
-        let rules = crate::devices::cgroup_rules(resources, config_devices);
-        for (h, dir) in layout.hierarchies.iter().zip(&self.paths) {
-            if h.has("devices") {
-                return v1::apply_devices(dir, &rules);
-            }
+    /// Applies the device allow-list of `linux.resources.devices`, exactly
+    /// (plus runc's defaults), as the emulated result of its rules.
+    pub fn apply_devices(&self, layout: &Layout, resources: Option<&LinuxResources>) -> Result<()> {
+        let rules = crate::devices::cgroup_rules(resources);
+        let target = crate::devices::Emulator::from_rules(&rules)?;
+        if let Some(dir) = self.v1_dir(layout, "devices") {
+            return v1::apply_devices(dir, &target);
         }
         if let Some(dir) = self.unified_dir(layout) {
-            return v2::apply_devices(dir, &rules);
+            return v2::apply_devices(dir, &target.as_rules());
         }
         Ok(())
     }
@@ -523,10 +488,5 @@ mod tests {
         );
         let cg = Cgroup::resolve(&l, &CgroupsPath::Relative("c1".into())).unwrap();
         assert_eq!(cg.paths[0], PathBuf::from("/sys/fs/cgroup/memory/c1"));
-    }
-
-    #[test]
-    fn unescapes_mountinfo() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
     }
 }

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use super::write;
-use crate::devices::DeviceRule;
+use crate::devices::Emulator;
 use crate::error::{Error, Result};
 
 /// A new v1 cpuset cgroup starts with empty `cpuset.cpus`/`cpuset.mems`, and
@@ -30,10 +30,14 @@ pub fn init_cpuset(mount_point: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the allow-list into `devices.allow`/`devices.deny`, in order: a
-/// wildcard rule resets the whole list, so later rules refine earlier ones.
-pub fn apply_devices(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
-    for rule in rules {
+/// Brings `devices.allow`/`devices.deny` from what the cgroup holds now
+/// (its `devices.list`) to `target`, writing only the rules that change
+/// something (runc's transition): the kernel refuses some rules a config
+/// may legally list (a redundant deny, unknown access letters).
+pub fn apply_devices(dir: &Path, target: &Emulator) -> Result<()> {
+    let list = dir.join("devices.list");
+    let now = fs::read_to_string(&list).map_err(|e| Error::path("read", &list, e))?;
+    for rule in Emulator::from_list(&now).transition(target) {
         let file = if rule.allow {
             "devices.allow"
         } else {

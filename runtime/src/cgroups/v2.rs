@@ -50,6 +50,7 @@ const ALU32_AND_K: u8 = 0x54;
 const ALU32_RSH_K: u8 = 0x74;
 const ALU32_MOV_X: u8 = 0xbc;
 const JMP_JNE_K: u8 = 0x55;
+const JMP_JEQ_K: u8 = 0x15;
 const ALU64_MOV_K: u8 = 0xb7;
 const JMP_EXIT: u8 = 0x95;
 
@@ -102,11 +103,20 @@ pub fn compile(rules: &[DeviceRule]) -> Vec<Insn> {
         }
         let access = rule.access_mask();
         if access != 0b111 {
-            // Requested bits outside the rule's access: no match.
             block.push(insn(ALU32_MOV_X, 1, 3, 0, 0));
-            block.push(insn(ALU32_AND_K, 1, 0, 0, !access as i32));
-            jumps.push(block.len());
-            block.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+            if rule.allow {
+                // An allow rule must cover every requested bit, as a v1
+                // exception must.
+                block.push(insn(ALU32_AND_K, 1, 0, 0, !access as i32));
+                jumps.push(block.len());
+                block.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+            } else {
+                // A deny rule matches as soon as one requested bit is
+                // denied, as a v1 deny exception does.
+                block.push(insn(ALU32_AND_K, 1, 0, 0, access as i32));
+                jumps.push(block.len());
+                block.push(insn(JMP_JEQ_K, 1, 0, 0, 0));
+            }
         }
         if let Some(major) = rule.major {
             jumps.push(block.len());
@@ -242,6 +252,11 @@ mod tests {
                         pc += i.off as usize;
                     }
                 }
+                JMP_JEQ_K => {
+                    if r[dst] == i.imm as i64 as u64 {
+                        pc += i.off as usize;
+                    }
+                }
                 ALU64_MOV_K => r[dst] = i.imm as i64 as u64,
                 JMP_EXIT => return r[0],
                 c => panic!("unexpected opcode {c:#x}"),
@@ -251,13 +266,42 @@ mod tests {
 
     #[test]
     fn last_matching_rule_wins() {
-        let rules = crate::devices::cgroup_rules(None, &[]);
-        let prog = compile(&rules);
+        let rules = crate::devices::cgroup_rules(None);
+        let target = crate::devices::Emulator::from_rules(&rules).unwrap();
+        let prog = compile(&target.as_rules());
         // /dev/null read+write allowed, /dev/sda (b 8:0) denied, mknod of any allowed.
         assert_eq!(run(&prog, 2, 2 | 4, 1, 3), 1);
         assert_eq!(run(&prog, 1, 2, 8, 0), 0);
         assert_eq!(run(&prog, 1, 1, 8, 0), 1);
         assert_eq!(run(&prog, 2, 2, 136, 7), 1);
         assert_eq!(run(&prog, 2, 2, 4, 1), 0);
+        // /dev/kmsg (c 1:11) is not in the defaults.
+        assert_eq!(run(&prog, 2, 4, 1, 11), 0);
+    }
+
+    #[test]
+    fn deny_rules_match_on_any_denied_bit() {
+        let e = crate::devices::Emulator::from_rules(&[
+            DeviceRule {
+                allow: true,
+                typ: 'a',
+                major: None,
+                minor: None,
+                access: "rwm".into(),
+            },
+            DeviceRule {
+                allow: false,
+                typ: 'c',
+                major: Some(1),
+                minor: Some(11),
+                access: "w".into(),
+            },
+        ])
+        .unwrap();
+        let prog = compile(&e.as_rules());
+        // read+write of c 1:11: the write bit is denied, so all of it is.
+        assert_eq!(run(&prog, 2, 2 | 4, 1, 11), 0);
+        assert_eq!(run(&prog, 2, 2, 1, 11), 1);
+        assert_eq!(run(&prog, 1, 2 | 4, 8, 0), 1);
     }
 }

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{json, Value};
 
 pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The reference: Debian's runc 1.1, run on the same bundles.
+pub const RUNC: &str = "/usr/sbin/runc";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -129,6 +131,28 @@ impl Env {
         )
     }
 
+    /// runc with its own state root, on the same bundle.
+    pub fn runc(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(RUNC);
+        cmd.arg("--root").arg(self.runc_root()).args(args);
+        output_via_files(cmd, &self.scratch.0)
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.scratch.0.join("runc-state")
+    }
+
+    /// `runc run` of the current config; returns (exit code, stdout, stderr).
+    pub fn runc_run(&self) -> (i32, String, String) {
+        self.write_config();
+        let out = self.runc(&["run", "-b", self.bundle.to_str().unwrap(), &self.id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `run` that must succeed; returns stdout.
     pub fn run_ok(&self) -> String {
         let (code, out, err) = self.run();
@@ -184,16 +208,46 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
+        for (runtime, root) in [(BERTH, self.root.clone()), (RUNC, self.runc_root())] {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
             for e in entries.flatten() {
-                let id = e.file_name();
-                let _ = Command::new(BERTH)
+                let _ = Command::new(runtime)
                     .arg("--root")
-                    .arg(&self.root)
+                    .arg(&root)
                     .args(["delete", "-f"])
-                    .arg(&id)
+                    .arg(e.file_name())
                     .output();
             }
+        }
+    }
+}
+
+/// A host file an attack test aims at: saved before, put back when the
+/// test ends (even when it fails), so a successful attack changes nothing
+/// for long.
+pub struct Restore {
+    pub path: PathBuf,
+    saved: Vec<u8>,
+}
+
+impl Restore {
+    pub fn save(path: impl Into<PathBuf>) -> Restore {
+        let path = path.into();
+        let saved = std::fs::read(&path).unwrap();
+        Restore { path, saved }
+    }
+
+    pub fn unchanged(&self) -> bool {
+        std::fs::read(&self.path).is_ok_and(|now| now == self.saved)
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if !self.unchanged() {
+            let _ = std::fs::write(&self.path, &self.saved);
         }
     }
 }
@@ -237,4 +291,25 @@ pub fn stderr_of(o: &Output) -> String {
 
 pub fn stdout_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Reads from `f` until `want` shows up or the deadline passes.
+pub fn read_until(f: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: fcntl on a fd we own.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    while std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        if String::from_utf8_lossy(&out).contains(want) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
