@@ -16,6 +16,20 @@ pub struct CapSets {
     pub ambient: u64,
 }
 
+/// runc's one warning for capabilities a config names that this build or
+/// this kernel does not have.
+pub fn warn_ignored(mut names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    names.sort();
+    names.dedup();
+    tracing::warn!(
+        "ignoring unknown or unavailable capabilities: [{}]",
+        names.join(" ")
+    );
+}
+
 /// The highest capability number this kernel knows.
 pub fn last_cap() -> u8 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -24,14 +38,14 @@ pub fn last_cap() -> u8 {
         .unwrap_or(40)
 }
 
-fn mask(set: &Option<Capabilities>, last: u8) -> u64 {
+/// The set as a bit mask; names this kernel does not have go to `missing`.
+fn mask(set: &Option<Capabilities>, last: u8, missing: &mut Vec<String>) -> u64 {
     let mut m = 0u64;
     for cap in set.iter().flatten() {
         let name = format!("CAP_{cap}");
         match caps::Capability::from_str(&name) {
             Ok(c) if c.index() <= last => m |= 1 << c.index(),
-            // Known to the config format but not to this kernel: runc ignores it.
-            _ => tracing::warn!("ignoring capability {name}: not supported by this kernel"),
+            _ => missing.push(name),
         }
     }
     m
@@ -43,13 +57,18 @@ impl CapSets {
             return CapSets::default();
         };
         let last = last_cap();
-        CapSets {
-            bounding: mask(c.bounding(), last),
-            effective: mask(c.effective(), last),
-            inheritable: mask(c.inheritable(), last),
-            permitted: mask(c.permitted(), last),
-            ambient: mask(c.ambient(), last),
-        }
+        let mut missing = Vec::new();
+        let sets = CapSets {
+            bounding: mask(c.bounding(), last, &mut missing),
+            effective: mask(c.effective(), last, &mut missing),
+            inheritable: mask(c.inheritable(), last, &mut missing),
+            permitted: mask(c.permitted(), last, &mut missing),
+            ambient: mask(c.ambient(), last, &mut missing),
+        };
+        // Known to the config format but not to this kernel: runc ignores
+        // them, with this warning.
+        warn_ignored(missing);
+        sets
     }
 
     /// Drops everything outside the bounding set. Needs CAP_SETPCAP, so it

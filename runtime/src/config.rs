@@ -87,7 +87,8 @@ fn drop_unknown_capabilities(raw: &mut Value) {
     else {
         return;
     };
-    for (set, list) in caps.iter_mut() {
+    let mut unknown = Vec::new();
+    for list in caps.values_mut() {
         let Some(list) = list.as_array_mut() else {
             continue;
         };
@@ -98,13 +99,12 @@ fn drop_unknown_capabilities(raw: &mut Value) {
             let known =
                 serde_json::from_value::<oci_spec::runtime::Capability>(cap.clone()).is_ok();
             if !known {
-                tracing::warn!(
-                    "ignoring unknown capability {name:?} in process.capabilities.{set}"
-                );
+                unknown.push(name.to_string());
             }
             known
         });
     }
+    crate::capabilities::warn_ignored(unknown);
 }
 
 #[cfg(test)]

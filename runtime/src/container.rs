@@ -89,9 +89,17 @@ fn validate(spec: &Spec, rootfs: &Path, plan: &Plan, opts: &CreateOptions) -> Re
         ));
     }
     if !plan.has(LinuxNamespaceType::Mount) {
-        return Err(Error::Config(
-            "linux.namespaces: a mount namespace is required".into(),
-        ));
+        // runc's rule: the mounts that hide parts of /proc and /sys would
+        // be made in berth's own (the host's) mount namespace.
+        let restricts = spec.linux().as_ref().is_some_and(|l| {
+            l.masked_paths().as_ref().is_some_and(|p| !p.is_empty())
+                || l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())
+        });
+        if restricts {
+            return Err(Error::Config(
+                "linux.maskedPaths, linux.readonlyPaths: unable to restrict sys entries without a private mount namespace".into(),
+            ));
+        }
     }
     if let Some(linux) = spec.linux() {
         for key in linux.sysctl().iter().flat_map(|s| s.keys()) {
@@ -192,6 +200,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     validate(spec, &rootfs, &plan, opts)?;
     let cgroups_path = CgroupsPath::parse(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
     let layout = Layout::detect()?;
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        crate::cgroups::resources::validate(&layout, r)?;
+    }
     let cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
 
     let dir = ContainerDir::create(root, id)?;
@@ -209,12 +220,18 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         cgroup_paths: cgroup.paths.clone(),
         cgroup_owned: Vec::new(),
         config: bundle.raw.clone(),
+        host_mounts_above: if plan.has(LinuxNamespaceType::Mount) {
+            None
+        } else {
+            Some(crate::rootfs::mount_id(&rootfs)?)
+        },
     };
     // From here on, a failure undoes what was made (see Undo).
     let mut undo = Undo {
         dir: Some(dir),
         cgroup: None,
         pid: 0,
+        host_mounts: st.host_mounts_above.map(|id| (rootfs.clone(), id)),
     };
     match create_in(&mut undo, &mut st, &bundle, &plan, &layout, cgroup, opts) {
         Ok((pid, console)) => {
@@ -258,6 +275,17 @@ fn create_in(
         st.cgroup_owned = made;
         undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
         dir.save(st)?;
+    }
+    // An init moved into a frozen cgroup would block there for good (and
+    // `create` with it): refuse, as runc does.
+    if cgroup.is_frozen(layout) {
+        return Err(Error::State(
+            "container's cgroup unexpectedly frozen".into(),
+        ));
+    }
+    let occupants = cgroup.pids(layout).len();
+    if occupants > 0 {
+        tracing::warn!("container's cgroup is not empty: {occupants} process(es) found");
     }
 
     let spec = &bundle.spec;
@@ -305,7 +333,9 @@ fn create_in(
             .and_then(|l| l.seccomp().as_ref())
             .and_then(|s| s.listener_path().as_ref()),
     ) {
-        (Some(c), Some(path)) if c.notify => Some(crate::tty::connect(path)?),
+        (Some(c), Some(path)) if c.notify => {
+            Some(crate::tty::connect(path, "linux.seccomp.listenerPath")?)
+        }
         _ => None,
     };
     let listen_fds = socket_activation_fds();
@@ -382,11 +412,13 @@ fn create_in(
             "prestart",
             h.prestart().as_deref().unwrap_or_default(),
             state,
+            Default::default(),
         )?;
         crate::hooks::run_all(
             "createRuntime",
             h.create_runtime().as_deref().unwrap_or_default(),
             state,
+            Default::default(),
         )?;
         parent_end
             .send(&Msg::HooksDone)
@@ -530,6 +562,9 @@ struct Undo {
     dir: Option<ContainerDir>,
     cgroup: Option<(Cgroup, Vec<bool>)>,
     pid: i32,
+    /// The rootfs, and the mount below what the init stacked on it in
+    /// berth's mount namespace (a container without one of its own).
+    host_mounts: Option<(PathBuf, u64)>,
 }
 
 impl Drop for Undo {
@@ -539,6 +574,11 @@ impl Drop for Undo {
             // SAFETY: our own child.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+        if let Some((rootfs, below)) = &self.host_mounts {
+            if let Err(e) = crate::rootfs::detach_above(rootfs, *below) {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
         }
         if let Some((cgroup, owned)) = &self.cgroup {
             if let Err(e) = cgroup.remove(owned) {
@@ -622,7 +662,8 @@ pub fn run_poststart(c: &Container) -> Result<()> {
         return Ok(());
     };
     let state = hook_state(&c.state, c.state.pid, "running");
-    if let Err(e) = crate::hooks::run_all("poststart", &list, state.as_bytes()) {
+    if let Err(e) = crate::hooks::run_all("poststart", &list, state.as_bytes(), Default::default())
+    {
         let _ = c.cgroup().signal_all(&c.layout, libc::SIGKILL);
         // SAFETY: kill(2) of the container's init.
         unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
@@ -668,6 +709,10 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     let status = c.status();
     if status == Status::Stopped && !all {
         return Err(Error::State("container not running".into()));
+    }
+    if status == Status::Stopped && signal == 0 {
+        // Nothing to probe, and nothing wrong with asking (runc agrees).
+        return Ok(());
     }
     if all {
         return c.cgroup().signal_all(&c.layout, signal);
@@ -727,8 +772,12 @@ fn wait_gone(pid: i32, start: u64) {
     }
 }
 
-/// Removes the cgroup and the state of a stopped container.
+/// Removes the cgroup, the mounts (when they were made in berth's mount
+/// namespace) and the state of a stopped container.
 pub fn destroy(c: Container) -> Result<()> {
+    if let Some(below) = c.state.host_mounts_above {
+        crate::rootfs::detach_above(&c.state.rootfs, below)?;
+    }
     let cgroup = c.cgroup();
     if c.state.cgroup_owned.iter().any(|o| *o) {
         // Stragglers in a container without its own pid namespace.
@@ -742,7 +791,9 @@ pub fn destroy(c: Container) -> Result<()> {
     c.dir.remove()?;
     // config.md "poststop": a failure is a warning; the delete stands.
     if let Some(list) = hooks {
-        if let Err(e) = crate::hooks::run_all("poststop", &list, state.as_bytes()) {
+        if let Err(e) =
+            crate::hooks::run_all("poststop", &list, state.as_bytes(), Default::default())
+        {
             tracing::warn!("{e}");
         }
     }

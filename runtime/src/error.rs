@@ -36,6 +36,11 @@ pub enum Error {
     #[error("{0}: not supported")]
     Unsupported(String),
 
+    /// The berth process on the other end of the create or exec handshake
+    /// went away: it failed, and says why itself.
+    #[error("the berth process that started this one went away")]
+    CallerGone,
+
     /// Any other failure, already phrased for the user.
     #[error("{0}")]
     Other(String),

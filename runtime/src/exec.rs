@@ -43,6 +43,9 @@ pub struct ExecOptions {
     pub process_label: Option<String>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup PATH` or `--cgroup CONTROLLER[,CONTROLLER]:PATH`: a
+    /// sub-cgroup (which must exist) of the container's to run in.
+    pub cgroups: Vec<String>,
     /// The command and its arguments, verbatim.
     pub args: Vec<String>,
 }
@@ -63,7 +66,8 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     let spec: Spec = crate::config::parse_spec(c.state.config.clone())
         .map_err(|e| Error::Other(format!("stored config: {e}")))?;
     let process = build_process(&c, &spec, opts)?;
-    let (init, cgroup, state) = (c.state.pid, c.cgroup(), c.state.clone());
+    let cgroup = sub_cgroup(&c.cgroup(), &c.layout, &opts.cgroups)?;
+    let (init, state) = (c.state.pid, c.state.clone());
     // exec changes no state: let other commands (resume, kill) at the
     // container while this one waits for its process.
     drop(c);
@@ -84,6 +88,22 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     )?;
 
     let (joins, joins_user) = namespaces_to_join(&spec, init)?;
+    // Without a mount namespace of its own the container is a chroot in
+    // berth's: the process goes into the init's root.
+    let has_mount_ns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    let chroot = if has_mount_ns {
+        None
+    } else {
+        let proc = crate::procfs::ProcRoot::open()?;
+        Some(
+            proc.open_link(&init.to_string(), "root", libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| {
+                    Error::path("open the container's root", format!("/proc/{init}/root"), e)
+                })?,
+        )
+    };
     let seccomp_spec = linux.and_then(|l| l.seccomp().as_ref());
     let program = match seccomp_spec {
         Some(s) => Some(crate::seccomp::compile_cached(s, &root.join(".cache"))?),
@@ -93,7 +113,9 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         &program,
         seccomp_spec.and_then(|s| s.listener_path().as_ref()),
     ) {
-        (Some(c), Some(path)) if c.notify => Some(tty::connect(path)?),
+        (Some(c), Some(path)) if c.notify => {
+            Some(tty::connect(path, "linux.seccomp.listenerPath")?)
+        }
         _ => None,
     };
     let listener_doc = listener.as_ref().map(|sock| {
@@ -128,6 +150,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         linux,
         namespaces: &joins,
         joins_user,
+        chroot: chroot.as_ref(),
         channel: child_end,
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
         preserve_fds: opts.preserve_fds,
@@ -188,6 +211,71 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         }
         None => foreground::wait_forwarding(pid, &signals),
     }
+}
+
+/// runc 1.1's `exec --cgroup`: per hierarchy, the sub-cgroup a
+/// `CONTROLLER:PATH` names for one of its controllers, else the plain
+/// `PATH`, else the container's own. Controllers can be named on cgroup v1
+/// only; every sub-cgroup must exist.
+fn sub_cgroup(
+    cgroup: &crate::cgroups::Cgroup,
+    layout: &crate::cgroups::Layout,
+    specs: &[String],
+) -> Result<crate::cgroups::Cgroup> {
+    if specs.is_empty() {
+        return Ok(cgroup.clone());
+    }
+    let mut plain: Option<&str> = None;
+    let mut by_controller: Vec<(Vec<&str>, &str)> = Vec::new();
+    for s in specs {
+        match s.split_once(':') {
+            Some((ctrls, path)) => by_controller.push((ctrls.split(',').collect(), path)),
+            None => plain = Some(s),
+        }
+    }
+    if layout.is_pure_v2() && !by_controller.is_empty() {
+        return Err(Error::Config(
+            "exec --cgroup: controllers can only be named on cgroup v1".into(),
+        ));
+    }
+    let mut paths = Vec::new();
+    for (h, dir) in layout.hierarchies.iter().zip(&cgroup.paths) {
+        let named = by_controller
+            .iter()
+            .find(|(ctrls, _)| ctrls.iter().any(|c| h.has(c)))
+            .map(|(_, p)| *p);
+        let Some(sub) = named.or(plain) else {
+            paths.push(dir.clone());
+            continue;
+        };
+        let rel = Path::new(sub.trim_start_matches('/'));
+        if rel
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(Error::Config(format!(
+                "exec --cgroup {sub}: must not contain '..'"
+            )));
+        }
+        let full = dir.join(rel);
+        if !full.is_dir() {
+            return Err(Error::Config(format!(
+                "exec --cgroup {sub}: {} does not exist",
+                full.display()
+            )));
+        }
+        paths.push(full);
+    }
+    for (ctrls, _) in &by_controller {
+        for c in ctrls {
+            if !layout.hierarchies.iter().any(|h| h.has(c)) {
+                return Err(Error::Config(format!(
+                    "exec --cgroup {c}: no such controller on this host"
+                )));
+            }
+        }
+    }
+    Ok(crate::cgroups::Cgroup { paths })
 }
 
 /// Whether two namespace files name different namespaces.
@@ -264,8 +352,13 @@ fn build_process(c: &Container, spec: &Spec, opts: &ExecOptions) -> Result<Proce
     let mut p: Process = match &opts.process {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| Error::path("read --process", path, e))?;
-            let raw: serde_json::Value = serde_json::from_slice(&text)
+            let mut raw: serde_json::Value = serde_json::from_slice(&text)
                 .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            // runc runs a process.json without a user as root.
+            if let Some(obj) = raw.as_object_mut() {
+                obj.entry("user")
+                    .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+            }
             serde_path_to_error::deserialize(raw).map_err(|e| {
                 Error::Config(format!("{}: {}: {}", path.display(), e.path(), e.inner()))
             })?

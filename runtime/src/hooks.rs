@@ -37,19 +37,34 @@ fn is_zero(p: &i32) -> bool {
     *p == 0
 }
 
-/// Runs `hooks` in order; the first failure stops and is returned.
-pub fn run_all(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<()> {
+/// Where a hook runs besides what it says itself (as runc runs them).
+#[derive(Default, Clone, Copy)]
+pub struct Context<'a> {
+    /// The environment of a hook that has no `env` of its own: None for
+    /// berth's own (the runtime-side hooks), the container process's for
+    /// the hooks the init runs.
+    pub default_env: Option<&'a [String]>,
+    /// The working directory: the rootfs for createContainer, else berth's.
+    pub cwd: Option<&'a std::path::Path>,
+}
+
+/// Runs `hooks` in order; the first failure stops and is returned, worded
+/// as runc words it ("error running hook #N: ...").
+pub fn run_all(kind: &str, hooks: &[Hook], state: &[u8], ctx: Context) -> Result<()> {
     for (i, hook) in hooks.iter().enumerate() {
-        run(hook, state).map_err(|e| {
-            Error::Other(format!("{kind} hook #{i} ({}): {e}", hook.path().display()))
+        run(hook, state, ctx).map_err(|e| {
+            Error::Other(format!(
+                "error running hook #{i}: {kind} {}: {e}",
+                hook.path().display()
+            ))
         })?;
     }
     Ok(())
 }
 
-/// Runs one hook: its args (args[0] is argv[0]) and exactly its env, the
-/// state on stdin, killed when its timeout passes.
-fn run(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
+/// Runs one hook: its args (args[0] is argv[0]) and its env (or the
+/// context's), the state on stdin, killed when its timeout passes.
+fn run(hook: &Hook, state: &[u8], ctx: Context) -> std::result::Result<(), String> {
     let path = hook.path();
     let args = hook.args().as_deref().unwrap_or_default();
     // A memfd rather than a pipe: a chatty hook cannot block on it, no
@@ -59,15 +74,15 @@ fn run(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
     if let Some(argv0) = args.first() {
         cmd.arg0(argv0);
     }
-    cmd.args(args.iter().skip(1))
-        .env_clear()
-        .envs(
-            hook.env()
-                .iter()
-                .flatten()
-                .filter_map(|e| e.split_once('=')),
-        )
-        .stdin(Stdio::piped())
+    cmd.args(args.iter().skip(1));
+    if let Some(env) = hook.env().as_deref().or(ctx.default_env) {
+        cmd.env_clear()
+            .envs(env.iter().filter_map(|e| e.split_once('=')));
+    }
+    if let Some(dir) = ctx.cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::from(
             stderr_capture.try_clone().map_err(|e| e.to_string())?,

@@ -158,6 +158,9 @@ enum Command {
         /// Exec even if the container is paused.
         #[arg(long)]
         ignore_paused: bool,
+        /// Run in a sub-cgroup of the container: PATH, or CONTROLLER[,...]:PATH (v1).
+        #[arg(long, value_name = "PATH")]
+        cgroup: Vec<String>,
         id: String,
         /// The command, verbatim.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -303,6 +306,7 @@ const EXEC_VALUE_OPTIONS: &[&str] = &[
     "--apparmor",
     "--process-label",
     "--preserve-fds",
+    "--cgroup",
 ];
 /// Options of `ps` that take a value.
 const PS_VALUE_OPTIONS: &[&str] = &["-f", "--format"];
@@ -369,11 +373,26 @@ fn main() {
             if !log_to_stderr {
                 eprintln!("berth: {e}");
             }
-            1
+            e.downcast_ref::<ExitWith>().map_or(1, |x| x.code)
         }
     };
     std::process::exit(code);
 }
+
+/// A failure with an exit code other than 1.
+#[derive(Debug)]
+struct ExitWith {
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 /// `--preserve-fds N` (and systemd's LISTEN_FDS) pass fds 3..3+N to the
 /// container: each must be open, or berth's own fds could fill a gap and
@@ -457,6 +476,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             process_label,
             preserve_fds,
             ignore_paused,
+            cgroup,
             id,
             command,
         } => {
@@ -476,9 +496,17 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
                 process_label: process_label.clone(),
                 preserve_fds: *preserve_fds,
                 ignore_paused: *ignore_paused,
+                cgroups: cgroup.clone(),
                 args: command.clone(),
             };
-            return Ok(berth::exec::exec(&g.root, id, &opts)?);
+            // runc's contract: a failure before the process runs is 255,
+            // apart from any code the process itself could exit with.
+            return berth::exec::exec(&g.root, id, &opts).map_err(|e| {
+                anyhow::Error::new(ExitWith {
+                    code: 255,
+                    message: format!("exec failed: {e}"),
+                })
+            });
         }
         Command::State { id } => commands::state::state(&g, id)?,
         Command::Kill { id, signal, all } => commands::kill::kill(&g, id, signal, *all)?,

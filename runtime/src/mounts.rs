@@ -197,12 +197,55 @@ pub struct MountContext<'a> {
 }
 
 /// Mounts every `mounts` entry, in order (config.md: "in the listed order").
-pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<()> {
+/// A read-only `/dev` is mounted writable and its flags returned: the
+/// device nodes, /dev/pts, /dev/shm, the links and the console must be
+/// made in it first, then [`make_readonly_at`] finishes it (as runc does).
+pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<bool> {
+    let mut dev_readonly = false;
     for (i, m) in mounts.iter().enumerate() {
         let source = ctx.sources.get(i).and_then(Option::as_ref);
-        mount_one(ctx, m, source, ctx.idmaps.get(i).and_then(Option::as_ref))?;
+        let opts = Options::parse(m.options().as_deref().unwrap_or_default());
+        let deferred = clean(m.destination()) == Path::new("/dev")
+            && !opts.is_bind()
+            && m.typ().as_deref() != Some("bind")
+            && opts.flags.contains(MsFlags::MS_RDONLY);
+        if deferred {
+            let mut writable = m.clone();
+            let options: Vec<String> = m
+                .options()
+                .iter()
+                .flatten()
+                .filter(|o| *o != "ro")
+                .cloned()
+                .collect();
+            writable.set_options(Some(options));
+            mount_one(ctx, &writable, source, None)?;
+            dev_readonly = true;
+        } else {
+            mount_one(ctx, m, source, ctx.idmaps.get(i).and_then(Option::as_ref))?;
+        }
     }
-    Ok(())
+    Ok(dev_readonly)
+}
+
+/// Makes the mount at `path` read-only, by fd (mount_setattr): after
+/// pivot_root, when the terminal is in place, as runc finishes /dev.
+pub fn make_readonly_at(path: &CStr) -> Result<()> {
+    let shown = path.to_string_lossy();
+    let fd = sys::openat2(
+        libc::AT_FDCWD,
+        path,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| Error::path("open", shown.as_ref(), e))?;
+    let attr = MountAttr {
+        attr_set: sys::MOUNT_ATTR_RDONLY,
+        ..Default::default()
+    };
+    sys::mount_setattr(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)
+        .map_err(|e| Error::path("make read-only", shown.as_ref(), e))
 }
 
 /// Whether a mount asks for an idmapping (by option or by mappings).

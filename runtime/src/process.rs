@@ -57,13 +57,17 @@ pub fn run(args: InitArgs) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    if args.channel.send(&Msg::Error(err.to_string())).is_err() {
+    // When `berth create` went away it has said why; a second line would
+    // only confuse (runc's init stays quiet then too).
+    if !matches!(err, Error::CallerGone) && args.channel.send(&Msg::Error(err.to_string())).is_err()
+    {
         // Past the handshake nobody listens on the channel; stderr is the
         // container's, which is where `run` shows it.
         eprintln!("berth: {err}");
     }
-    // SAFETY: _exit skips the parent's atexit handlers and buffers.
-    unsafe { libc::_exit(127) }
+    // SAFETY: _exit skips the parent's atexit handlers and buffers. 1, as
+    // runc's init exits on any failure (a startContainer hook's included).
+    unsafe { libc::_exit(1) }
 }
 
 /// runtime.md "Lifecycle" steps 2–6 as seen from the container's process.
@@ -85,7 +89,8 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     let hook_state = match a.channel.recv().ctx(|| "read from berth create")? {
         Some(Msg::Go(state)) => state,
         Some(Msg::Error(e)) => return Err(Error::Other(e)),
-        other => return Err(Error::Other(format!("unexpected message {other:?}"))),
+        None => return Err(Error::CallerGone),
+        Some(other) => return Err(Error::Other(format!("unexpected message {other:?}"))),
     };
     a.plan.join_in_init()?;
     // Opened now, in the container's pid namespace and before any of the
@@ -112,9 +117,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         .ok_or_else(|| Error::Config("process: required".into()))?;
 
     let has_mount_ns = a.plan.has(LinuxNamespaceType::Mount);
-    if has_mount_ns {
-        setup_rootfs(a)?;
-    }
+    let dev_readonly = setup_rootfs(a, has_mount_ns)?;
     let hooks = a.spec.hooks().as_ref();
     if hooks.is_some_and(has_runtime_side_create_hooks) {
         a.channel
@@ -122,19 +125,24 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
             .ctx(|| "report to berth create")?;
         expect(&a.channel, Msg::HooksDone)?;
     }
+    // The hooks the init runs get the container process's environment
+    // when they have none of their own, as under runc.
+    let process_env = process.env().as_deref().unwrap_or_default();
     if let Some(list) = hooks.and_then(|h| h.create_container().as_deref()) {
-        crate::hooks::run_all("createContainer", list, hook_state.as_bytes())?;
+        let ctx = crate::hooks::Context {
+            default_env: Some(process_env),
+            cwd: Some(a.rootfs),
+        };
+        crate::hooks::run_all("createContainer", list, hook_state.as_bytes(), ctx)?;
     }
-    if has_mount_ns {
-        change_root(a)?;
-    } else {
-        nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
-        nix::unistd::chdir("/").ctx(|| "chdir /")?;
-    }
+    change_root(a, has_mount_ns)?;
     let pty = match a.console_socket {
         Some(sock) => Some(setup_terminal(sock, process)?),
         None => None,
     };
+    if dev_readonly {
+        mounts::make_readonly_at(c"/dev")?;
+    }
     if let Some(hostname) = a.spec.hostname() {
         nix::unistd::sethostname(hostname).ctx(|| format!("set hostname {hostname:?}"))?;
     }
@@ -144,13 +152,13 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         apply_sysctl(&proc, sysctl)?;
     }
-    if has_mount_ns {
-        if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
-            mounts::apply_readonly_paths(paths)?;
-        }
-        if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
-            mounts::apply_masked_paths(paths)?;
-        }
+    // Without a mount namespace of the container's own there are none
+    // (refused before anything was made).
+    if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
+        mounts::apply_readonly_paths(paths)?;
+    }
+    if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
+        mounts::apply_masked_paths(paths)?;
     }
 
     let listener = a.seccomp_listener.map(|sock| {
@@ -188,10 +196,15 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     wait_for_start(&fd_dir, a.exec_fifo)?;
     drop(fd_dir);
     if let Some(list) = hooks.and_then(|h| h.start_container().as_deref()) {
+        let ctx = crate::hooks::Context {
+            default_env: Some(process_env),
+            cwd: None,
+        };
         crate::hooks::run_all(
             "startContainer",
             list,
             with_status(&hook_state, "created").as_bytes(),
+            ctx,
         )?;
     }
 
@@ -222,6 +235,7 @@ pub fn become_process(
 ) -> Result<Program> {
     if let Some(pty) = &pty {
         tty::make_controlling(&pty.slave)?;
+        tty::give_to(&pty.slave, process.user().uid())?;
     }
     drop(pty);
     let mut env = environment(process);
@@ -244,6 +258,9 @@ pub fn become_process(
             &adj.to_string(),
         )?;
     }
+    // Before any filter exists: a profile written before close_range (or
+    // one that leaves it out) must not make every container fail.
+    mark_fds_for_exec(proc, preserve_fds)?;
     let nnp = process.no_new_privileges() == Some(true);
     if nnp {
         set_no_new_privileges()?;
@@ -266,7 +283,6 @@ pub fn become_process(
         process.apparmor_profile().as_deref(),
         process.selinux_label().as_deref(),
     )?;
-    mark_fds_for_exec(preserve_fds)?;
     if nnp {
         // As late as possible, so the filter constrains the fewest of
         // berth's own system calls.
@@ -326,7 +342,7 @@ fn expect(channel: &Channel, want: Msg) -> Result<()> {
         Some(m) if m == want => Ok(()),
         Some(Msg::Error(e)) => Err(Error::Other(e)),
         Some(other) => Err(Error::Other(format!("unexpected message {other:?}"))),
-        None => Err(Error::Other("berth create went away".into())),
+        None => Err(Error::CallerGone),
     }
 }
 
@@ -372,11 +388,14 @@ fn join_session_keyring(id: &str) {
 }
 
 /// config.md "Root" and "Mounts", config-linux.md "Devices": propagation,
-/// the rootfs bind, every mount in order, then the device nodes.
-fn setup_rootfs(a: &InitArgs) -> Result<()> {
+/// the rootfs bind, every mount in order, then the device nodes. Without a
+/// mount namespace of the container's own (config-linux.md "Namespaces":
+/// an unlisted type is the runtime's), this happens in berth's, under the
+/// rootfs bind.
+fn setup_rootfs(a: &InitArgs, own_mount_ns: bool) -> Result<bool> {
     let linux = a.spec.linux().as_ref();
     let propagation = root_propagation(a.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    rootfs::prepare(a.rootfs, propagation)?;
+    rootfs::prepare(a.rootfs, propagation, own_mount_ns)?;
     let root = Root::open(a.rootfs)?;
     let mounts = a.spec.mounts().as_deref().unwrap_or_default();
     let ctx = mounts::MountContext {
@@ -388,7 +407,7 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
         sources: a.bind_sources,
         idmaps: a.idmaps,
     };
-    mounts::mount_all(&ctx, mounts)?;
+    let dev_readonly = mounts::mount_all(&ctx, mounts)?;
     // runc leaves /dev alone when the config bind-mounts it from elsewhere.
     let dev_is_bind = mounts
         .iter()
@@ -400,6 +419,7 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
         devices::create_devices(&root, devices, a.plan.new_user)?;
         devices::create_dev_symlinks(&root)?;
     }
+
     // runc creates a missing process.cwd (inside the root, after the mounts
     // so it lands on whatever is mounted there), as `docker run -w` expects.
     if let Some(cwd) = a.spec.process().as_ref().map(|p| p.cwd()) {
@@ -408,7 +428,7 @@ fn setup_rootfs(a: &InitArgs) -> Result<()> {
                 .map_err(|e| Error::Config(format!("process.cwd {}: {e}", cwd.display())))?;
         }
     }
-    Ok(())
+    Ok(dev_readonly)
 }
 
 /// config-linux.md "Rootfs Mount Propagation".
@@ -460,9 +480,13 @@ fn setup_terminal(socket: i32, process: &Process) -> Result<tty::Pty> {
     Ok(pty)
 }
 
-/// pivot_root (or move + chroot with --no-pivot), then root.readonly.
-fn change_root(a: &InitArgs) -> Result<()> {
-    if a.no_pivot {
+/// pivot_root (or move + chroot with --no-pivot; a plain chroot without a
+/// mount namespace of the container's own), then root.readonly.
+fn change_root(a: &InitArgs, own_mount_ns: bool) -> Result<()> {
+    if !own_mount_ns {
+        nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot {}", a.rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    } else if a.no_pivot {
         rootfs::move_root(a.rootfs)?;
     } else {
         rootfs::pivot_root(a.rootfs)?;
@@ -645,13 +669,33 @@ pub fn exec_program(p: &Program) -> Result<std::convert::Infallible> {
 }
 
 /// Only the caller's --preserve-fds (and LISTEN_FDS) survive execve: every
-/// other fd is marked close-on-exec (CVE-2024-21626 class).
-fn mark_fds_for_exec(preserve_fds: u32) -> Result<()> {
+/// other fd is marked close-on-exec (CVE-2024-21626 class). Where
+/// close_range cannot (an old kernel), the fds are listed through the
+/// verified procfs, never the container's /proc.
+fn mark_fds_for_exec(proc: &ProcRoot, preserve_fds: u32) -> Result<()> {
     for fd in 3..3 + preserve_fds as i32 {
         // SAFETY: clearing FD_CLOEXEC on an fd the caller asked us to pass on.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "mark runtime fds close-on-exec")
+    let first = 3 + preserve_fds;
+    if crate::sys::cloexec_from(first).is_ok() {
+        return Ok(());
+    }
+    let dir = proc
+        .open_file("self/fd", libc::O_RDONLY | libc::O_DIRECTORY)
+        .map_err(|e| Error::sys("list /proc/self/fd of the verified procfs", e))?;
+    let fds: Vec<i32> = nix::dir::Dir::from_fd(dir.into())
+        .ctx(|| "list /proc/self/fd")?
+        .iter()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().ok()?.parse().ok())
+        .filter(|fd| *fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: setting FD_CLOEXEC on an fd of ours.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// What an exec'd process needs, prepared by `berth exec` before the clone.
@@ -661,6 +705,8 @@ pub struct ExecArgs<'a> {
     /// The container's namespaces to join, user first, mount last.
     pub namespaces: &'a [(nix::sched::CloneFlags, OwnedFd)],
     pub joins_user: bool,
+    /// The init's root, for a container without a mount namespace.
+    pub chroot: Option<&'a OwnedFd>,
     pub channel: Channel,
     pub console_socket: Option<i32>,
     pub preserve_fds: u32,
@@ -673,9 +719,11 @@ pub fn run_exec(args: ExecArgs) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = args.channel.send(&Msg::Error(err.to_string()));
+    if !matches!(err, Error::CallerGone) {
+        let _ = args.channel.send(&Msg::Error(err.to_string()));
+    }
     // SAFETY: _exit skips the parent's atexit handlers and buffers.
-    unsafe { libc::_exit(127) }
+    unsafe { libc::_exit(1) }
 }
 
 /// runtime.md has no exec; runc's contract: join every namespace of the
@@ -685,6 +733,7 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
     let mut keep = vec![a.channel.raw_fd()];
     keep.extend(a.console_socket);
     keep.extend(a.namespaces.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(a.chroot.map(AsRawFd::as_raw_fd));
     keep.extend(
         a.seccomp
             .as_ref()
@@ -697,7 +746,8 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
     match a.channel.recv().ctx(|| "read from berth exec")? {
         Some(Msg::Go(_)) => {}
         Some(Msg::Error(e)) => return Err(Error::Other(e)),
-        other => return Err(Error::Other(format!("unexpected message {other:?}"))),
+        None => return Err(Error::CallerGone),
+        Some(other) => return Err(Error::Other(format!("unexpected message {other:?}"))),
     }
     for (flags, fd) in a.namespaces {
         nix::sched::setns(fd, *flags)
@@ -705,6 +755,10 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
     }
     if a.joins_user {
         become_root_in_user_namespace()?;
+    }
+    if let Some(root) = a.chroot {
+        nix::unistd::fchdir(root).ctx(|| "chdir to the container's root")?;
+        nix::unistd::chroot(".").ctx(|| "chroot to the container's root")?;
     }
     let pty = match a.console_socket {
         Some(sock) => {

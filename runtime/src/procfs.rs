@@ -117,6 +117,21 @@ impl ProcRoot {
         self.open_file(path, libc::O_PATH).is_ok()
     }
 
+    /// Follows the magic link `<dir>/<name>` (`1234/root`): the directory
+    /// is opened without links beneath the root, only the last component,
+    /// the link itself, is followed.
+    pub fn open_link(&self, dir: &str, name: &str, flags: i32) -> io::Result<OwnedFd> {
+        let dir = self.open_file(dir, libc::O_PATH | libc::O_DIRECTORY)?;
+        let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: openat on our directory fd with a NUL-terminated name.
+        let raw = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this fd to us.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
     /// This process's `fd` directory, through which [`FdDir::reopen`] opens
     /// one of its fds again. Opened ahead of time: a seccomp filter loaded
     /// in between may refuse openat2 but not openat.

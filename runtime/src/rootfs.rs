@@ -252,15 +252,19 @@ impl Root {
     }
 }
 
-/// config-linux.md "Rootfs Mount Propagation": sets the propagation of every
-/// mount in the new mount namespace (rslave unless the config says
-/// otherwise, so nothing the container mounts reaches the host), then
-/// bind-mounts the rootfs onto itself so that it is a mount point
-/// pivot_root can use.
-pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
-        .ctx(|| "make / propagation private to the container")?;
-    if propagation.contains(MsFlags::MS_SHARED) {
+/// config-linux.md "Rootfs Mount Propagation": in a mount namespace of the
+/// container's own, sets the propagation of every mount in it (rslave
+/// unless the config says otherwise, so nothing the container mounts
+/// reaches the host); then bind-mounts the rootfs onto itself so that it is
+/// a mount point pivot_root can use. Without a mount namespace of its own
+/// (the host's is shared) only the bind is made: everything else the
+/// container mounts goes under it, and `delete` detaches it.
+pub fn prepare(rootfs: &Path, propagation: MsFlags, own_mount_ns: bool) -> Result<()> {
+    if own_mount_ns {
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+            .ctx(|| "make / propagation private to the container")?;
+    }
+    if own_mount_ns && propagation.contains(MsFlags::MS_SHARED) {
         // pivot_root refuses a new root whose parent mount is shared.
         if let Some(parent) = mount_point_of(rootfs.parent().unwrap_or(Path::new("/"))) {
             mount(
@@ -282,6 +286,49 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags) -> Result<()> {
     )
     .ctx(|| format!("bind mount rootfs {}", rootfs.display()))?;
     Ok(())
+}
+
+/// The unique id of the mount `path` is on (STATX_MNT_ID_UNIQUE, never
+/// reused; the plain mount id on kernels before 6.8).
+pub fn mount_id(path: &Path) -> Result<u64> {
+    const STATX_MNT_ID: u32 = 0x1000;
+    const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config(format!("{}: contains NUL", path.display())))?;
+    for mask in [STATX_MNT_ID_UNIQUE, STATX_MNT_ID] {
+        // SAFETY: statx is plain data, filled by the kernel.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: statx on a NUL-terminated path into a struct we own.
+        let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, mask, &mut st) };
+        if r != 0 {
+            return Err(Error::path("statx", path, io::Error::last_os_error()));
+        }
+        if st.stx_mask & mask != 0 {
+            return Ok(st.stx_mnt_id);
+        }
+    }
+    Err(Error::path(
+        "statx mount id of",
+        path,
+        io::Error::from_raw_os_error(libc::ENOSYS),
+    ))
+}
+
+/// Detaches whatever is mounted on `path` above the mount `below` (its
+/// [`mount_id`] from before): the rootfs bind of a container without a
+/// mount namespace of its own, and everything under it.
+pub fn detach_above(path: &Path, below: u64) -> Result<()> {
+    for _ in 0..64 {
+        if mount_id(path)? == below {
+            return Ok(());
+        }
+        umount2(path, MntFlags::MNT_DETACH)
+            .ctx(|| format!("detach the container's mounts at {}", path.display()))?;
+    }
+    Err(Error::Other(format!(
+        "{}: mounts keep appearing on the rootfs",
+        path.display()
+    )))
 }
 
 /// The mount point (from mountinfo) that contains `path`.

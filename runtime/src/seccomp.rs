@@ -88,7 +88,25 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
         ctx.add_arch(a)
             .map_err(scmp_err(&format!("architecture {name}")))?;
     }
-    let mut notify = matches!(s.default_action(), LinuxSeccompAction::ScmpActNotify);
+    // runc's rules: the agent learns of the listener through a write the
+    // filtered process makes, so notify on write (or on everything) could
+    // leave both waiting on each other.
+    if matches!(s.default_action(), LinuxSeccompAction::ScmpActNotify) {
+        return Err(Error::Config(
+            "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action".into(),
+        ));
+    }
+    for rule in s.syscalls().iter().flatten() {
+        if matches!(rule.action(), LinuxSeccompAction::ScmpActNotify)
+            && rule.names().iter().any(|n| n == "write")
+        {
+            return Err(Error::Config(
+                "linux.seccomp.syscalls: SCMP_ACT_NOTIFY cannot be used for the write syscall"
+                    .into(),
+            ));
+        }
+    }
+    let mut notify = false;
     for rule in s.syscalls().iter().flatten() {
         let act = action(rule.action(), rule.errno_ret());
         // A rule whose action is the default one adds nothing (and

@@ -67,6 +67,11 @@ pub struct State {
     pub cgroup_owned: Vec<bool>,
     /// The config the container was created from.
     pub config: serde_json::Value,
+    /// Without a mount namespace of its own, the container's mounts live in
+    /// berth's: this is the mount (its unique id) that held the rootfs
+    /// before them, down to which `delete` detaches what is stacked there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mounts_above: Option<u64>,
 }
 
 impl State {

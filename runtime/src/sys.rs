@@ -92,30 +92,12 @@ pub fn openat2(
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Marks every fd from `first` up close-on-exec, so nothing of the runtime's
-/// reaches the container's program (CVE-2024-21626 class).
+/// Marks every fd from `first` up close-on-exec with close_range(2)
+/// (Linux 5.11+); callers fall back to walking their fds.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range only changes fd flags.
-    let r = check(unsafe {
-        libc::syscall(SYS_CLOSE_RANGE, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
-    });
-    match r {
-        Ok(_) => Ok(()),
-        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: walk the fds instead.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
-            let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd >= first as i32)
-                .collect();
-            for fd in fds {
-                // SAFETY: setting FD_CLOEXEC on an fd of ours.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    check(unsafe { libc::syscall(SYS_CLOSE_RANGE, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) })
+        .map(drop)
 }
 
 /// A new, detached mount of filesystem `fstype` (fsopen, fsconfig, fsmount):

@@ -16,19 +16,20 @@ use nix::sys::termios;
 
 use crate::error::{Context, Error, Result};
 
-/// Connects to the caller's console socket (before the clone: its path is
-/// a host path the init cannot reach after pivot_root).
-pub fn connect(path: &Path) -> Result<OwnedFd> {
+/// Connects to a unix socket the caller named (`what`: the flag or field):
+/// the console socket, or the seccomp agent's. Before the clone: its path
+/// is a host path the init cannot reach after pivot_root.
+pub fn connect(path: &Path, what: &str) -> Result<OwnedFd> {
     let fd = socket::socket(
         socket::AddressFamily::Unix,
         socket::SockType::Stream,
         socket::SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .ctx(|| "console socket")?;
-    let addr = UnixAddr::new(path).ctx(|| format!("--console-socket {}", path.display()))?;
+    .ctx(|| format!("{what}: socket"))?;
+    let addr = UnixAddr::new(path).ctx(|| format!("{what} {}", path.display()))?;
     socket::connect(fd.as_raw_fd(), &addr)
-        .ctx(|| format!("connect to --console-socket {}", path.display()))?;
+        .ctx(|| format!("connect to {what} {}", path.display()))?;
     Ok(fd)
 }
 
@@ -40,7 +41,7 @@ pub fn console_channel(
     console_socket: Option<&Path>,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     Ok(match (console_socket, terminal) {
-        (Some(path), true) => (None, Some(connect(path)?)),
+        (Some(path), true) => (None, Some(connect(path, "--console-socket")?)),
         (None, true) => {
             let (ours, theirs) = socket::socketpair(
                 socket::AddressFamily::Unix,
@@ -188,6 +189,26 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
 }
 
 /// Makes the slave the process's controlling terminal and its stdio.
+/// The pty slave belongs to the process's user and the tty group (gid 5),
+/// as runc leaves it, so a non-root process can reopen /dev/tty or its
+/// /dev/pts entry. Where gid 5 is not mapped (a user namespace) only the
+/// owner changes.
+pub fn give_to(slave: &OwnedFd, uid: u32) -> Result<()> {
+    const TTY_GID: libc::gid_t = 5;
+    // SAFETY: fchown on our slave fd.
+    if unsafe { libc::fchown(slave.as_raw_fd(), uid, TTY_GID) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    // SAFETY: as above; (gid_t)-1 leaves the group alone.
+    if e.raw_os_error() == Some(libc::EINVAL)
+        && unsafe { libc::fchown(slave.as_raw_fd(), uid, libc::gid_t::MAX) } == 0
+    {
+        return Ok(());
+    }
+    Err(Error::sys(format!("give the terminal to uid {uid}"), e))
+}
+
 pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     nix::unistd::setsid().ctx(|| "setsid")?;
     // SAFETY: TIOCSCTTY on our slave fd; dup2 onto stdio.

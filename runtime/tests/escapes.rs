@@ -489,10 +489,12 @@ fn created_init_holds_none_of_the_callers_fds() {
     let lock = std::ffi::CString::new(env.scratch.0.join("lock").to_str().unwrap()).unwrap();
     let dir = std::ffi::CString::new(env.scratch.0.to_str().unwrap()).unwrap();
     for runtime in [BERTH, RUNC] {
-        let root = env
-            .scratch
-            .0
-            .join(format!("state-{}", runtime.rsplit('/').next().unwrap()));
+        // The roots the test's Env cleans up after, whatever happens.
+        let root = if runtime == BERTH {
+            env.root.clone()
+        } else {
+            env.scratch.0.join("runc-state")
+        };
         let mut cmd = std::process::Command::new(runtime);
         cmd.arg("--root")
             .arg(&root)

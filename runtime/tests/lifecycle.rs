@@ -373,6 +373,7 @@ fn pid_reuse_is_recognised_as_stopped() {
         cgroup_paths: vec![],
         cgroup_owned: vec![],
         config: json!({}),
+        host_mounts_above: None,
     };
     assert_eq!(status(&dir.0, &st, || false), Status::Running);
     // Same PID, different process (start time): the container is gone.

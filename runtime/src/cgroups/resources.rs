@@ -72,11 +72,22 @@ fn cpuset(c: &LinuxCpu, out: &mut Vec<Write>) {
     }
 }
 
+/// What the v1 writes depend on in the cgroup as it is now.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct V1Current {
+    /// memory.limit_in_bytes (-1 for none).
+    pub memory_limit: Option<i64>,
+    /// Whether memory.memsw.* exists (swap accounting is on).
+    pub has_memsw: bool,
+    /// Whether only BFQ's weight files exist (blkio.bfq.weight).
+    pub bfq_weight: bool,
+}
+
 /// The v1 writes for `r`, in an order the kernel accepts.
-pub fn v1_writes(r: &LinuxResources, current_memsw: Option<i64>) -> Result<Vec<Write>> {
+pub fn v1_writes(r: &LinuxResources, now: V1Current) -> Result<Vec<Write>> {
     let mut out = Vec::new();
     if let Some(m) = r.memory() {
-        v1_memory(m, current_memsw, &mut out);
+        v1_memory(m, now, &mut out);
     }
     if let Some(c) = r.cpu() {
         v1_cpu(c, &mut out);
@@ -85,7 +96,7 @@ pub fn v1_writes(r: &LinuxResources, current_memsw: Option<i64>) -> Result<Vec<W
         out.push(pids_max(p));
     }
     if let Some(b) = r.block_io() {
-        v1_blkio(b, &mut out);
+        v1_blkio(b, now.bfq_weight, &mut out);
     }
     for h in r.hugepage_limits().iter().flatten() {
         out.push(w(
@@ -128,19 +139,26 @@ fn rdma_line(dev: &str, handles: Option<u32>, objects: Option<u32>) -> String {
 }
 
 /// memory.limit_in_bytes must stay ≤ memory.memsw.limit_in_bytes at every
-/// step: raise memsw first when it grows, lower the limit first otherwise.
-fn v1_memory(m: &LinuxMemory, current_memsw: Option<i64>, out: &mut Vec<Write>) {
-    let limit = m.limit().map(|l| w("memory", "memory.limit_in_bytes", l));
-    let swap = m
-        .swap()
-        .map(|s| w("memory", "memory.memsw.limit_in_bytes", s));
-    let swap_grows = match (m.swap(), current_memsw) {
-        (Some(-1), _) => true,
-        (Some(new), Some(cur)) => cur != -1 && new > cur,
+/// step; runc's order: an unlimited memory without a swap value makes swap
+/// unlimited too, and swap goes first when it is unlimited or above the
+/// current memory limit.
+fn v1_memory(m: &LinuxMemory, now: V1Current, out: &mut Vec<Write>) {
+    let swap_value = match (m.limit(), m.swap()) {
+        (Some(-1), None | Some(0)) if now.has_memsw => Some(-1),
+        (_, s) => s.filter(|s| *s != 0),
+    };
+    let limit = m
+        .limit()
+        .filter(|l| *l != 0)
+        .map(|l| w("memory", "memory.limit_in_bytes", l));
+    let swap = swap_value.map(|s| w("memory", "memory.memsw.limit_in_bytes", s));
+    let swap_first = match (limit.is_some(), swap_value) {
+        (true, Some(-1)) => true,
+        (true, Some(s)) => now.memory_limit.is_some_and(|cur| cur != -1 && cur < s),
         _ => false,
     };
-    if swap_grows {
-        out.extend(swap.clone());
+    if swap_first {
+        out.extend(swap);
         out.extend(limit);
     } else {
         out.extend(limit);
@@ -183,9 +201,16 @@ fn v1_cpu(c: &LinuxCpu, out: &mut Vec<Write>) {
     cpuset(c, out);
 }
 
-fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
+/// With the BFQ scheduler (and CFQ gone) the weights are BFQ's files, as
+/// runc finds them.
+fn v1_blkio(b: &LinuxBlockIo, bfq: bool, out: &mut Vec<Write>) {
+    let (weight, weight_device) = if bfq {
+        ("blkio.bfq.weight", "blkio.bfq.weight_device")
+    } else {
+        ("blkio.weight", "blkio.weight_device")
+    };
     if let Some(v) = b.weight().filter(|v| *v != 0) {
-        out.push(w("blkio", "blkio.weight", v));
+        out.push(w("blkio", weight, v));
     }
     if let Some(v) = b.leaf_weight().filter(|v| *v != 0) {
         out.push(w("blkio", "blkio.leaf_weight", v));
@@ -194,7 +219,7 @@ fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
         if let Some(v) = d.weight() {
             out.push(w(
                 "blkio",
-                "blkio.weight_device",
+                weight_device,
                 format!("{}:{} {v}", d.major(), d.minor()),
             ));
         }
@@ -235,8 +260,9 @@ fn v1_blkio(b: &LinuxBlockIo, out: &mut Vec<Write>) {
     }
 }
 
-/// The cgroup v2 writes for `r` (controller names are v2's).
-pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>> {
+/// The cgroup v2 writes for `r` (controller names are v2's). With `bfq`
+/// (io.bfq.weight exists) the weight goes there unconverted, as runc does.
+pub fn v2_writes(r: &LinuxResources, bfq: bool) -> Result<Vec<Write>> {
     let mut out = Vec::new();
     if let Some(m) = r.memory() {
         if let Some(l) = m.limit() {
@@ -304,11 +330,15 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>> {
     }
     if let Some(b) = r.block_io() {
         if let Some(v) = b.weight().filter(|v| *v != 0) {
-            out.push(w(
-                "io",
-                "io.weight",
-                format!("default {}", blkio_weight_to_io_weight(v)),
-            ));
+            if bfq {
+                out.push(w("io", "io.bfq.weight", v));
+            } else {
+                out.push(w(
+                    "io",
+                    "io.weight",
+                    format!("default {}", blkio_weight_to_io_weight(v)),
+                ));
+            }
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(v) = d.weight() {
@@ -362,9 +392,38 @@ pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write>> {
     Ok(out)
 }
 
+/// The config field a controller's values come from, for errors.
+fn field_of(controller: &str) -> &'static str {
+    match controller {
+        "memory" => "linux.resources.memory",
+        "cpu" => "linux.resources.cpu",
+        "cpuset" => "linux.resources.cpu.cpus/mems",
+        "pids" => "linux.resources.pids",
+        "blkio" | "io" => "linux.resources.blockIO",
+        "hugetlb" => "linux.resources.hugepageLimits",
+        "net_cls" | "net_prio" => "linux.resources.network",
+        "rdma" => "linux.resources.rdma",
+        _ => "linux.resources",
+    }
+}
+
+/// Checks, before anything is created, what the host's cgroup layout
+/// cannot apply at all (runc's validation).
+pub fn validate(layout: &Layout, r: &LinuxResources) -> Result<()> {
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) && !layout.is_pure_v2() {
+        return Err(Error::Config(
+            "linux.resources.unified: invalid configuration: cannot use unified on cgroup v1"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Cgroup {
     /// Applies every resource of `r` to the hierarchy that holds its
-    /// controller: v1 where the controller is mounted as v1, else cgroup v2.
+    /// controller: v1 where the controller is mounted as v1, else cgroup
+    /// v2. On a hybrid host a controller cgroup2 would have to be given in
+    /// its root is an error: enabling one there pins it to v2 for good.
     pub fn apply_resources(&self, layout: &Layout, r: &LinuxResources) -> Result<()> {
         let kernel = r
             .memory()
@@ -373,50 +432,92 @@ impl Cgroup {
         if kernel.is_some() {
             tracing::warn!("linux.resources.memory.kernel/kernelTCP: not supported by this kernel, ignored (as runc 1.1)");
         }
-        let memsw = self
-            .hierarchy_dir(layout, |h| h.has("memory"))
-            .and_then(|(_, d)| fs::read_to_string(d.join("memory.memsw.limit_in_bytes")).ok())
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .map(|v| if v >= i64::MAX / 2 { -1 } else { v });
+        validate(layout, r)?;
+        let memory_dir = self.v1_dir(layout, "memory");
+        let blkio_dir = self.v1_dir(layout, "blkio");
+        let now = V1Current {
+            memory_limit: memory_dir
+                .and_then(|d| fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .map(|v| if v >= i64::MAX / 2 { -1 } else { v }),
+            has_memsw: memory_dir.is_some_and(|d| d.join("memory.memsw.limit_in_bytes").exists()),
+            bfq_weight: blkio_dir.is_some_and(|d| {
+                !d.join("blkio.weight").exists() && d.join("blkio.bfq.weight").exists()
+            }),
+        };
         let mut v2_needed = Vec::new();
-        for write in v1_writes(r, memsw)? {
+        for write in v1_writes(r, now)? {
             match self.hierarchy_dir(layout, |h| h.has(write.controller)) {
-                Some((h, dir)) if !h.is_v2() => write_resource(dir, &write)?,
+                Some((h, dir)) if !h.is_v2() => write_v1(dir, &write, r)?,
                 _ => v2_needed.push(v2_name(write.controller)),
             }
         }
-        if !v2_needed.is_empty() || r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-            let Some((h, dir)) = self.hierarchy_dir(layout, Hierarchy::is_v2) else {
-                return Err(Error::Unsupported(format!(
-                    "linux.resources: controller {} is not mounted on this host",
-                    v2_needed[0]
+        if v2_needed.is_empty() && r.unified().as_ref().is_none_or(|u| u.is_empty()) {
+            return Ok(());
+        }
+        let Some((h, dir)) = self.hierarchy_dir(layout, Hierarchy::is_v2) else {
+            return Err(Error::Unsupported(format!(
+                "{}: the {} controller is not mounted on this host",
+                field_of(v2_needed[0]),
+                v2_needed[0]
+            )));
+        };
+        let bfq = dir.join("io.bfq.weight").exists();
+        for write in v2_writes(r, bfq)?
+            .iter()
+            .filter(|wr| v2_needed.contains(&wr.controller))
+        {
+            enable_controller(layout, h, dir, write.controller)?;
+            write_resource(dir, write)?;
+        }
+        for (key, value) in r.unified().iter().flatten() {
+            let core_file = key.starts_with("cgroup.")
+                && key != "cgroup.max.depth"
+                && key != "cgroup.max.descendants";
+            if key.contains('/') || core_file {
+                return Err(Error::Config(format!(
+                    "linux.resources.unified: {key:?} is not a controller file"
                 )));
-            };
-            for write in v2_writes(r)?
-                .iter()
-                .filter(|wr| v2_needed.contains(&wr.controller))
-            {
-                enable_controller(h, dir, write.controller)?;
-                write_resource(dir, write)?;
             }
-            for (key, value) in r.unified().iter().flatten() {
-                let core_file = key.starts_with("cgroup.")
-                    && key != "cgroup.max.depth"
-                    && key != "cgroup.max.descendants";
-                if key.contains('/') || core_file {
-                    return Err(Error::Config(format!(
-                        "linux.resources.unified: {key:?} is not a controller file"
-                    )));
-                }
-                if let Some(ctrl) = key.split('.').next() {
-                    enable_controller(h, dir, ctrl)?;
-                }
-                write(&dir.join(key), value)
-                    .map_err(|e| Error::Other(format!("linux.resources.unified {key}: {e}")))?;
+            if let Some(ctrl) = key.split('.').next() {
+                enable_controller(layout, h, dir, ctrl)?;
             }
+            write(&dir.join(key), value)
+                .map_err(|e| Error::Other(format!("linux.resources.unified {key}: {e}")))?;
         }
         Ok(())
     }
+}
+
+/// One v1 write, with runc's retry: a shorter cpu period can be refused
+/// (EINVAL) while the old quota over it exceeds the parent's limit, so the
+/// quota goes first and the period is written again after it.
+fn write_v1(dir: &Path, wr: &Write, r: &LinuxResources) -> Result<()> {
+    let quota_follows = r
+        .cpu()
+        .as_ref()
+        .and_then(|c| c.quota())
+        .is_some_and(|q| q != 0);
+    if wr.file == "cpu.cfs_period_us" && quota_follows {
+        let path = dir.join(&wr.file);
+        if let Err(Error::Sys { source, .. }) = write(&path, &wr.value) {
+            if source.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::Sys {
+                    what: format!(
+                        "linux.resources.cpu.period: write {:?} to {}",
+                        wr.value,
+                        path.display()
+                    ),
+                    source,
+                });
+            }
+            let quota = r.cpu().as_ref().and_then(|c| c.quota()).unwrap_or(0);
+            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            return write(&path, &wr.value);
+        }
+        return Ok(());
+    }
+    write_resource(dir, wr)
 }
 
 /// v1's blkio is v2's io; the rest keep their names.
@@ -430,19 +531,32 @@ fn v2_name(v1: &'static str) -> &'static str {
 fn write_resource(dir: &Path, wr: &Write) -> Result<()> {
     let path = dir.join(&wr.file);
     if !path.exists() {
+        let what = if wr.controller == "hugetlb" {
+            "cannot set hugetlb limit"
+        } else {
+            "cannot set the limit"
+        };
         return Err(Error::Unsupported(format!(
-            "linux.resources: {} (no {} in the {} cgroup)",
+            "{}: {what}: no {} in the {} cgroup",
+            field_of(wr.controller),
             wr.file,
-            path.display(),
             wr.controller
         )));
     }
-    write(&path, &wr.value)
+    write(&path, &wr.value).map_err(|e| match e {
+        Error::Sys { what, source } => Error::Sys {
+            what: format!("{}: {what}", field_of(wr.controller)),
+            source,
+        },
+        other => other,
+    })
 }
 
 /// cgroup v2 only offers a controller's files in a cgroup whose ancestors
-/// all delegate it: add it to each ancestor's cgroup.subtree_control.
-fn enable_controller(h: &Hierarchy, dir: &Path, controller: &str) -> Result<()> {
+/// all delegate it: add it to each ancestor's cgroup.subtree_control. Never
+/// in the root of a hybrid host's cgroup2: a controller enabled there can
+/// no longer be mounted as v1 (crun then refuses the host until reboot).
+fn enable_controller(layout: &Layout, h: &Hierarchy, dir: &Path, controller: &str) -> Result<()> {
     let Ok(rel) = dir.strip_prefix(&h.mount_point) else {
         return Ok(());
     };
@@ -455,7 +569,16 @@ fn enable_controller(h: &Hierarchy, dir: &Path, controller: &str) -> Result<()> 
                 fs::read_to_string(current.join("cgroup.controllers")).unwrap_or_default();
             if !available.split_whitespace().any(|e| e == controller) {
                 return Err(Error::Unsupported(format!(
-                    "linux.resources: the {controller} controller is not available in {}",
+                    "{}: the {controller} controller is not available in {}",
+                    field_of(controller),
+                    current.display()
+                )));
+            }
+            let is_root = current == h.mount_point && h.mount_root == Path::new("/");
+            if is_root && !layout.is_pure_v2() {
+                return Err(Error::Unsupported(format!(
+                    "{}: the {controller} controller would have to be enabled in the root of this hybrid host's cgroup2 ({}), which pins it to cgroup v2 until reboot",
+                    field_of(controller),
                     current.display()
                 )));
             }
@@ -488,16 +611,40 @@ mod tests {
     #[test]
     fn v1_memory_order() {
         let r = res(json!({"memory": {"limit": 100, "swap": 200}}));
-        let growing = v1_writes(&r, Some(150)).unwrap();
+        let now = |limit| V1Current {
+            memory_limit: Some(limit),
+            has_memsw: true,
+            bfq_weight: false,
+        };
+        // Swap above the current memory limit: swap first.
+        let growing = v1_writes(&r, now(150)).unwrap();
         assert_eq!(growing[0].file, "memory.memsw.limit_in_bytes");
-        let shrinking = v1_writes(&r, Some(300)).unwrap();
+        let shrinking = v1_writes(&r, now(300)).unwrap();
         assert_eq!(shrinking[0].file, "memory.limit_in_bytes");
         let unlimited = v1_writes(
             &res(json!({"memory": {"limit": 100, "swap": -1}})),
-            Some(300),
+            now(300),
         )
         .unwrap();
         assert_eq!(unlimited[0].file, "memory.memsw.limit_in_bytes");
+        // `update --memory -1` after a swap limit: swap becomes unlimited, first.
+        let lifted = v1_writes(&res(json!({"memory": {"limit": -1}})), now(300)).unwrap();
+        assert_eq!(
+            lifted
+                .iter()
+                .map(|w| (w.file.as_str(), w.value.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("memory.memsw.limit_in_bytes", "-1"),
+                ("memory.limit_in_bytes", "-1")
+            ]
+        );
+        let bfq = V1Current {
+            bfq_weight: true,
+            ..now(300)
+        };
+        let weights = v1_writes(&res(json!({"blockIO": {"weight": 300}})), bfq).unwrap();
+        assert_eq!(weights[0].file, "blkio.bfq.weight");
     }
 
     #[test]
@@ -509,7 +656,7 @@ mod tests {
             "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1048576}]},
             "hugepageLimits": [{"pageSize": "2MB", "limit": -1}]
         }));
-        let got: Vec<(String, String)> = v2_writes(&r)
+        let got: Vec<(String, String)> = v2_writes(&r, false)
             .unwrap()
             .into_iter()
             .map(|w| (w.file, w.value))
@@ -534,6 +681,11 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         let bad = res(json!({"memory": {"limit": 1000, "swap": 10}}));
-        assert!(v2_writes(&bad).is_err());
+        assert!(v2_writes(&bad, false).is_err());
+        let bfq = v2_writes(&res(json!({"blockIO": {"weight": 500}})), true).unwrap();
+        assert_eq!(
+            (bfq[0].file.as_str(), bfq[0].value.as_str()),
+            ("io.bfq.weight", "500")
+        );
     }
 }

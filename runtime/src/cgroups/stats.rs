@@ -101,6 +101,7 @@ impl Cgroup {
         })
     }
 
+    /// The memory object in runc's field order (its `cache` is omitempty).
     fn memory_stats(&self, layout: &Layout) -> Value {
         if let Some(d) = self.v1_dir(layout, "memory") {
             let raw = read_kv(&d.join("memory.stat"));
@@ -109,7 +110,7 @@ impl Cgroup {
                 .or(raw.get("cache"))
                 .copied()
                 .unwrap_or(0);
-            return json!({
+            let mut m = json!({
                 "cache": cache,
                 "usage": usage(d, "memory"),
                 "swap": usage(d, "memory.memsw"),
@@ -117,6 +118,8 @@ impl Cgroup {
                 "kernelTCP": usage(d, "memory.kmem.tcp"),
                 "raw": raw,
             });
+            omit_zero_cache(&mut m);
+            return m;
         }
         let Some(d) = self.unified_dir(layout) else {
             return json!({});
@@ -126,12 +129,14 @@ impl Cgroup {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(u64::MAX);
-        json!({
+        let mut m = json!({
             "cache": raw.get("file").copied().unwrap_or(0),
-            "usage": {"usage": read_u64(&d.join("memory.current")), "limit": max, "max": read_u64(&d.join("memory.peak"))},
+            "usage": {"limit": max, "usage": read_u64(&d.join("memory.current")), "max": read_u64(&d.join("memory.peak"))},
             "swap": {"usage": read_u64(&d.join("memory.swap.current"))},
             "raw": raw,
-        })
+        });
+        omit_zero_cache(&mut m);
+        m
     }
 
     fn blkio_stats(&self, layout: &Layout) -> Value {
@@ -202,5 +207,13 @@ impl Cgroup {
                     .unwrap_or(0)
             })
             .unwrap_or(0)
+    }
+}
+
+fn omit_zero_cache(m: &mut Value) {
+    if m["cache"] == 0 {
+        if let Some(o) = m.as_object_mut() {
+            o.shift_remove("cache");
+        }
     }
 }

@@ -48,8 +48,10 @@ pub fn apply_devices(dir: &Path, target: &Emulator) -> Result<()> {
     Ok(())
 }
 
+/// Frozen (or freezing), by its own state or an ancestor's.
 pub fn is_frozen(dir: &Path) -> bool {
     fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+        || fs::read_to_string(dir.join("freezer.parent_freezing")).is_ok_and(|s| s.trim() == "1")
 }
 
 /// Writes `freezer.state` and waits until the kernel reports it done

@@ -9,8 +9,12 @@ use super::write;
 use crate::devices::DeviceRule;
 use crate::error::{Error, Result};
 
+/// Frozen (or freezing), by its own cgroup.freeze or an ancestor's (which
+/// `cgroup.events` reports).
 pub fn is_frozen(dir: &Path) -> bool {
     fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        || fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1"))
 }
 
 /// Writes `cgroup.freeze` and waits for `cgroup.events` to say it happened.

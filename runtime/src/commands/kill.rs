@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 /// Parses a signal as runc does: a number, or a name with or without SIG.
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        // 0 checks that the container is alive, as kill(2) and runc take it.
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         return Err(Error::Other(format!("invalid signal {s:?}")));
@@ -62,6 +63,7 @@ mod tests {
         assert_eq!(parse_signal("sigusr1").unwrap(), libc::SIGUSR1);
         assert_eq!(parse_signal("SIGRTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("65").is_err());
     }
 }
