@@ -8,6 +8,7 @@ mod mounts;
 mod namespaces;
 mod process;
 mod seccomp;
+mod security;
 
 use crate::harness::{CaseResult, Ctx};
 
@@ -39,5 +40,6 @@ pub fn all() -> Vec<Case> {
     v.extend(seccomp::cases());
     v.extend(hooks::cases());
     v.extend(exec::cases());
+    v.extend(security::cases());
     v
 }
