@@ -35,6 +35,8 @@ pub struct CreateOptions {
     /// `run` in the foreground with a terminal and no console socket:
     /// berth receives the pty master itself and proxies it.
     pub foreground_tty: bool,
+    /// `--systemd-cgroup`: the cgroup is a systemd unit.
+    pub systemd_cgroup: bool,
 }
 
 /// A container that `create` just made, with its init still our child.
@@ -198,7 +200,16 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     let linux = spec.linux().as_ref();
     let plan = Plan::new(linux)?;
     validate(spec, &rootfs, &plan, opts)?;
-    let cgroups_path = CgroupsPath::parse(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+    let cgroups_path = CgroupsPath::parse(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        id,
+        opts.systemd_cgroup,
+    )?;
+    if opts.systemd_cgroup && !crate::cgroups::systemd::is_running() {
+        return Err(Error::Unsupported(
+            "--systemd-cgroup: systemd is not running on this host (PID 1 is not systemd); use the default cgroupfs driver".into(),
+        ));
+    }
     let layout = Layout::detect()?;
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(&layout, r)?;
@@ -225,6 +236,10 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         } else {
             Some(crate::rootfs::mount_id(&rootfs)?)
         },
+        systemd_unit: match &cgroups_path {
+            CgroupsPath::Systemd(u) => Some(u.unit.clone()),
+            _ => None,
+        },
     };
     // From here on, a failure undoes what was made (see Undo).
     let mut undo = Undo {
@@ -232,8 +247,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         cgroup: None,
         pid: 0,
         host_mounts: st.host_mounts_above.map(|id| (rootfs.clone(), id)),
+        systemd_unit: None,
     };
-    match create_in(&mut undo, &mut st, &bundle, &plan, &layout, cgroup, opts) {
+    let unit = match &cgroups_path {
+        CgroupsPath::Systemd(u) => Some(u),
+        _ => None,
+    };
+    match create_in(
+        &mut undo, &mut st, &bundle, &plan, &layout, cgroup, unit, opts,
+    ) {
         Ok((pid, console)) => {
             let dir = undo.dir.take().expect("dir is set until committed");
             Ok(Created {
@@ -255,6 +277,7 @@ fn create_in(
     plan: &Plan,
     layout: &Layout,
     cgroup: Cgroup,
+    unit: Option<&crate::cgroups::systemd::UnitPath>,
     opts: &CreateOptions,
 ) -> Result<(i32, Option<std::os::fd::OwnedFd>)> {
     let dir = undo.dir.as_ref().expect("dir is set");
@@ -268,24 +291,14 @@ fn create_in(
     // Writable by whatever user the init ends up as (mkfifo applies umask).
     std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
         .map_err(|e| Error::path("chmod", &fifo, e))?;
-    undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
-    let made = cgroup.create(layout)?;
-    if made != st.cgroup_owned {
-        // Another container made (or removed) a shared directory meanwhile.
-        st.cgroup_owned = made;
-        undo.cgroup = Some((cgroup.clone(), st.cgroup_owned.clone()));
-        dir.save(st)?;
-    }
-    // An init moved into a frozen cgroup would block there for good (and
-    // `create` with it): refuse, as runc does.
-    if cgroup.is_frozen(layout) {
-        return Err(Error::State(
-            "container's cgroup unexpectedly frozen".into(),
-        ));
-    }
-    let occupants = cgroup.pids(layout).len();
-    if occupants > 0 {
-        tracing::warn!("container's cgroup is not empty: {occupants} process(es) found");
+    // With the systemd driver, systemd makes the cgroup when it starts the
+    // unit with the init in it (after the clone).
+    if unit.is_none() {
+        make_cgroup(&mut undo.cgroup, dir, st, &cgroup, layout)?;
+        let occupants = cgroup.pids(layout).len();
+        if occupants > 0 {
+            tracing::warn!("container's cgroup is not empty: {occupants} process(es) found");
+        }
     }
 
     let spec = &bundle.spec;
@@ -383,11 +396,16 @@ fn create_in(
     if plan.new_user {
         namespaces::write_id_maps(pid, linux.expect("user namespace implies linux"))?;
     }
-    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    if let Some(unit) = unit {
+        start_unit(&mut undo.systemd_unit, unit, pid, &st.id, layout, resources)?;
+        make_cgroup(&mut undo.cgroup, dir, st, &cgroup, layout)?;
+    }
+    if let Some(r) = resources {
         cgroup.apply_resources(layout, r)?;
     }
     cgroup.add(pid)?;
-    cgroup.apply_devices(layout, linux.and_then(|l| l.resources().as_ref()))?;
+    cgroup.apply_devices(layout, resources)?;
     if let Some(r) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) {
         rlimits::apply(pid, r)?;
     }
@@ -455,6 +473,60 @@ fn create_in(
         Some(Msg::Error(e)) => Err(Error::Other(e)),
         _ => Err(Error::Other("container init exited during setup".into())),
     }
+}
+
+/// Makes the container's cgroup directories (those missing: with the
+/// systemd driver, the ones in hierarchies systemd leaves alone), records
+/// which berth made, and refuses a frozen one: an init moved into it would
+/// block there for good (and `create` with it), so runc refuses it too.
+fn make_cgroup(
+    undo: &mut Option<(Cgroup, Vec<bool>)>,
+    dir: &ContainerDir,
+    st: &mut State,
+    cgroup: &Cgroup,
+    layout: &Layout,
+) -> Result<()> {
+    *undo = Some((cgroup.clone(), st.cgroup_owned.clone()));
+    let made = cgroup.create(layout)?;
+    if made != st.cgroup_owned {
+        // Another container (or systemd) made or removed one meanwhile.
+        st.cgroup_owned = made;
+        *undo = Some((cgroup.clone(), st.cgroup_owned.clone()));
+        dir.save(st)?;
+    }
+    if cgroup.is_frozen(layout) {
+        return Err(Error::State(
+            "container's cgroup unexpectedly frozen".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The systemd driver: a transient scope holding the init, delegated, with
+/// the resource properties systemd understands (the files are written
+/// after, as with cgroupfs).
+fn start_unit(
+    undo: &mut Option<String>,
+    unit: &crate::cgroups::systemd::UnitPath,
+    pid: i32,
+    id: &str,
+    layout: &Layout,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> Result<()> {
+    use crate::cgroups::systemd::{properties, Manager};
+    let manager = Manager::connect()?;
+    let version = manager.version();
+    let devices = crate::devices::Emulator::from_rules(&crate::devices::cgroup_rules(resources))?;
+    let empty = oci_spec::runtime::LinuxResources::default();
+    let r = resources.unwrap_or(&empty);
+    let props = if layout.is_pure_v2() {
+        properties::v2(r, &devices, version)
+    } else {
+        properties::v1(r, &devices, version)
+    };
+    *undo = Some(unit.unit.clone());
+    manager.start(unit, pid, &format!("berth container {id}"), props)?;
+    Ok(())
 }
 
 /// The state document hooks read on stdin.
@@ -565,6 +637,8 @@ struct Undo {
     /// The rootfs, and the mount below what the init stacked on it in
     /// berth's mount namespace (a container without one of its own).
     host_mounts: Option<(PathBuf, u64)>,
+    /// The systemd unit started for the container.
+    systemd_unit: Option<String>,
 }
 
 impl Drop for Undo {
@@ -574,6 +648,11 @@ impl Drop for Undo {
             // SAFETY: our own child.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+        if let Some(unit) = &self.systemd_unit {
+            if let Err(e) = crate::cgroups::systemd::Manager::connect().and_then(|m| m.stop(unit)) {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
         }
         if let Some((rootfs, below)) = &self.host_mounts {
             if let Err(e) = crate::rootfs::detach_above(rootfs, *below) {
@@ -777,6 +856,9 @@ fn wait_gone(pid: i32, start: u64) {
 pub fn destroy(c: Container) -> Result<()> {
     if let Some(below) = c.state.host_mounts_above {
         crate::rootfs::detach_above(&c.state.rootfs, below)?;
+    }
+    if let Some(unit) = &c.state.systemd_unit {
+        crate::cgroups::systemd::Manager::connect()?.stop(unit)?;
     }
     let cgroup = c.cgroup();
     if c.state.cgroup_owned.iter().any(|o| *o) {

@@ -73,8 +73,9 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
-    fn options(&self) -> CreateOptions {
+    fn options(&self, systemd_cgroup: bool) -> CreateOptions {
         CreateOptions {
+            systemd_cgroup,
             bundle: self.bundle.clone(),
             console_socket: self.console_socket.clone(),
             pid_file: self.pid_file.clone(),
@@ -432,16 +433,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cli::command().print_help()?;
         return Ok(0);
     };
-    let systemd_check = || -> anyhow::Result<()> {
-        if cli.systemd_cgroup && !std::path::Path::new("/run/systemd/system").exists() {
-            anyhow::bail!("--systemd-cgroup: systemd is not running on this host (PID 1 is not systemd); use the default cgroupfs driver");
-        }
-        Ok(())
-    };
     match command {
         Command::Create { id, args } => {
-            systemd_check()?;
-            commands::create::create(&g, id, &args.options())?
+            commands::create::create(&g, id, &args.options(cli.systemd_cgroup))?
         }
         Command::Start { id } => commands::start::start(&g, id)?,
         Command::Run {
@@ -451,9 +445,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             keep,
             no_subreaper,
         } => {
-            systemd_check()?;
             let opts = RunOptions {
-                create: args.options(),
+                create: args.options(cli.systemd_cgroup),
                 detach: *detach,
                 keep: *keep,
                 no_subreaper: *no_subreaper,

@@ -72,6 +72,10 @@ pub struct State {
     /// before them, down to which `delete` detaches what is stacked there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_mounts_above: Option<u64>,
+    /// The systemd unit that holds the container's cgroup (the systemd
+    /// cgroup driver), stopped by `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
 }
 
 impl State {

@@ -374,6 +374,7 @@ fn pid_reuse_is_recognised_as_stopped() {
         cgroup_owned: vec![],
         config: json!({}),
         host_mounts_above: None,
+        systemd_unit: None,
     };
     assert_eq!(status(&dir.0, &st, || false), Status::Running);
     // Same PID, different process (start time): the container is gone.

@@ -8,6 +8,7 @@
 
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -145,21 +146,28 @@ pub enum CgroupsPath {
     Absolute(PathBuf),
     /// Relative to berth's own cgroup in each hierarchy (dockerd sends these).
     Relative(PathBuf),
+    /// A systemd unit (`--systemd-cgroup`): its cgroup is systemd's.
+    Systemd(systemd::UnitPath),
 }
 
 impl CgroupsPath {
     /// Interprets `cgroupsPath` as runc does; absent means `<id>` relative to
-    /// our own cgroup.
-    pub fn parse(path: Option<&Path>, id: &str) -> Result<CgroupsPath> {
+    /// our own cgroup (or the unit `berth-<id>.scope` with the systemd
+    /// driver). Without the systemd driver a `slice:prefix:name` is a plain
+    /// relative path, as runc's cgroupfs driver takes it (containerd sends
+    /// that form for `*.slice` parents).
+    pub fn parse(path: Option<&Path>, id: &str, systemd_driver: bool) -> Result<CgroupsPath> {
+        if systemd_driver {
+            let s = path.map(|p| p.to_string_lossy().into_owned());
+            return Ok(CgroupsPath::Systemd(systemd::UnitPath::parse(
+                s.as_deref(),
+                id,
+            )?));
+        }
         let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
             return Ok(CgroupsPath::Relative(PathBuf::from(id)));
         };
         let s = path.to_string_lossy();
-        if !s.starts_with('/') && s.split(':').count() == 3 {
-            return Err(Error::Unsupported(format!(
-                "linux.cgroupsPath {s:?}: the systemd form slice:prefix:name needs the systemd cgroup driver, and systemd is not running on this host"
-            )));
-        }
         let clean = clean_path(path);
         if clean
             .components()
@@ -176,11 +184,12 @@ impl CgroupsPath {
         }
     }
 
-    fn in_hierarchy(&self, h: &Hierarchy) -> PathBuf {
-        match self {
+    fn in_hierarchy(&self, h: &Hierarchy) -> Result<PathBuf> {
+        Ok(match self {
             CgroupsPath::Absolute(p) => p.clone(),
             CgroupsPath::Relative(p) => h.own.join(p),
-        }
+            CgroupsPath::Systemd(u) => u.cgroup()?,
+        })
     }
 }
 
@@ -202,7 +211,7 @@ impl Cgroup {
     pub fn resolve(layout: &Layout, path: &CgroupsPath) -> Result<Cgroup> {
         let mut paths = Vec::new();
         for h in &layout.hierarchies {
-            let cg = path.in_hierarchy(h);
+            let cg = path.in_hierarchy(h)?;
             let dir = h.dir_of(&cg).ok_or_else(|| {
                 Error::Other(format!(
                     "cgroup {} is outside the hierarchy mounted at {}",
@@ -467,17 +476,34 @@ mod tests {
     #[test]
     fn cgroups_path_forms() {
         let layout = Layout::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP);
-        let abs = CgroupsPath::parse(Some(Path::new("/x/y")), "id").unwrap();
-        let rel = CgroupsPath::parse(Some(Path::new("x/./y")), "id").unwrap();
-        let def = CgroupsPath::parse(None, "id").unwrap();
+        let abs = CgroupsPath::parse(Some(Path::new("/x/y")), "id", false).unwrap();
+        let rel = CgroupsPath::parse(Some(Path::new("x/./y")), "id", false).unwrap();
+        let def = CgroupsPath::parse(None, "id", false).unwrap();
         assert_eq!(def, CgroupsPath::Relative("id".into()));
         let a = Cgroup::resolve(&layout, &abs).unwrap();
         let r = Cgroup::resolve(&layout, &rel).unwrap();
         assert_eq!(a.paths[1], PathBuf::from("/sys/fs/cgroup/memory/x/y"));
         assert_eq!(r.paths[1], PathBuf::from("/sys/fs/cgroup/memory/a/b/x/y"));
         assert_eq!(r.paths[3], PathBuf::from("/sys/fs/cgroup/unified/x/y"));
-        assert!(CgroupsPath::parse(Some(Path::new("system.slice:berth:abc")), "id").is_err());
-        assert!(CgroupsPath::parse(Some(Path::new("/a/../../b")), "id").is_err());
+        // containerd's form for a *.slice parent, under cgroupfs: a name.
+        let slice = CgroupsPath::parse(
+            Some(Path::new("test.slice:cri-containerd:abc")),
+            "id",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            slice,
+            CgroupsPath::Relative("test.slice:cri-containerd:abc".into())
+        );
+        let unit = CgroupsPath::parse(Some(Path::new("test.slice:cri-containerd:abc")), "id", true)
+            .unwrap();
+        let c = Cgroup::resolve(&layout, &unit).unwrap();
+        assert_eq!(
+            c.paths[1],
+            PathBuf::from("/sys/fs/cgroup/memory/test.slice/cri-containerd-abc.scope")
+        );
+        assert!(CgroupsPath::parse(Some(Path::new("/a/../../b")), "id", false).is_err());
     }
 
     #[test]

@@ -469,6 +469,18 @@ impl Cgroup {
         {
             enable_controller(layout, h, dir, write.controller)?;
             write_resource(dir, write)?;
+            // The reservation limit (Linux 5.7+) gets the same value, as
+            // runc sets it: otherwise reserved pages escape the limit.
+            if let Some(size) = write
+                .file
+                .strip_prefix("hugetlb.")
+                .and_then(|f| f.strip_suffix(".max"))
+            {
+                let rsvd = dir.join(format!("hugetlb.{size}.rsvd.max"));
+                if rsvd.exists() {
+                    super::write(&rsvd, &write.value)?;
+                }
+            }
         }
         for (key, value) in r.unified().iter().flatten() {
             let core_file = key.starts_with("cgroup.")

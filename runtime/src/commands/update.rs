@@ -158,6 +158,26 @@ pub fn update(g: &Global, id: &str, o: &UpdateOptions) -> Result<()> {
     let resources: oci_spec::runtime::LinuxResources =
         serde_path_to_error::deserialize(value.clone())
             .map_err(|e| Error::Config(format!("resources: {}: {}", e.path(), e.inner())))?;
+    if let Some(unit) = &c.state.systemd_unit {
+        // systemd re-applies what its properties say: they change too.
+        use crate::cgroups::systemd::{properties, Manager};
+        let manager = Manager::connect()?;
+        let version = manager.version();
+        // The device list is not part of an update (runc leaves it too).
+        let devices = crate::devices::Emulator::from_rules(&[crate::devices::DeviceRule {
+            allow: true,
+            typ: 'a',
+            major: None,
+            minor: None,
+            access: "rwm".into(),
+        }])?;
+        let props = if c.layout.is_pure_v2() {
+            properties::v2(&resources, &devices, version)
+        } else {
+            properties::v1(&resources, &devices, version)
+        };
+        manager.set_properties(unit, props)?;
+    }
     c.cgroup().apply_resources(&c.layout, &resources)?;
     if !c.state.config["linux"].is_object() {
         c.state.config["linux"] = json!({});

@@ -1,0 +1,381 @@
+//! The systemd cgroup driver (`--systemd-cgroup`), as runc's
+//! `libcontainer/cgroups/systemd`: the container's cgroup is a transient
+//! scope that systemd makes and owns, asked for over D-Bus.
+//!
+//! - `linux.cgroupsPath` is `slice:prefix:name`: the unit `prefix-name.scope`
+//!   (or `name` itself when it is a slice) in `slice` (`system.slice` when
+//!   empty). Its cgroup is the slice's path as systemd nests slices
+//!   (`a-b.slice` lives in `a.slice/a-b.slice`) plus the unit.
+//! - `create` starts the unit with the init's PID, `Delegate=yes` and the
+//!   resource properties systemd understands ([`properties`]), waits for
+//!   the start job, then writes every resource to the cgroup files as the
+//!   cgroupfs driver does (and fills the v1 hierarchies systemd leaves out).
+//! - `update` sets the properties again and writes the files; `delete`
+//!   stops the unit and waits for it to be gone. Everything else (pause,
+//!   kill --all, ps, events) reads and writes the cgroup files.
+//!
+//! berth talks to systemd itself over its private socket
+//! (/run/systemd/private, root only: no bus daemon needed), or, for an
+//! unprivileged user, the user manager's (`$XDG_RUNTIME_DIR/systemd/private`).
+//! The client is libdbus (the `dbus` crate, built in): synchronous and
+//! thread-free, which berth's fork-like clone of the init requires.
+
+pub mod properties;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dbus::arg::{RefArg, Variant};
+use dbus::channel::Channel;
+use dbus::Message;
+
+use crate::error::{Error, Result};
+
+/// One unit property: name and value.
+pub type Property = (String, Variant<Box<dyn RefArg>>);
+
+const DEST: &str = "org.freedesktop.systemd1";
+const PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// How long a start or stop job may take (runc waits as long).
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether systemd is the init of this host (as sd_booted(3) decides).
+pub fn is_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// `slice:prefix:name`, split and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitPath {
+    pub slice: String,
+    pub unit: String,
+}
+
+impl UnitPath {
+    /// runc's reading of a systemd cgroupsPath; absent means
+    /// `system.slice:berth:<id>`.
+    pub fn parse(path: Option<&str>, id: &str) -> Result<UnitPath> {
+        let (slice, prefix, name) = match path.filter(|p| !p.is_empty()) {
+            None => ("", "berth", id),
+            Some(p) => {
+                let parts: Vec<&str> = p.split(':').collect();
+                if parts.len() != 3 {
+                    return Err(Error::Config(format!(
+                        "linux.cgroupsPath {p:?}: expected \"slice:prefix:name\" for systemd cgroups"
+                    )));
+                }
+                (parts[0], parts[1], parts[2])
+            }
+        };
+        let slice = if slice.is_empty() {
+            "system.slice"
+        } else {
+            slice
+        };
+        if !slice.ends_with(".slice") || slice.contains('/') {
+            return Err(Error::Config(format!(
+                "linux.cgroupsPath: {slice:?} is not a slice name"
+            )));
+        }
+        if name.is_empty() || name.contains('/') || prefix.contains('/') {
+            return Err(Error::Config(format!(
+                "linux.cgroupsPath: invalid unit name {prefix:?}-{name:?}"
+            )));
+        }
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        Ok(UnitPath {
+            slice: slice.to_string(),
+            unit,
+        })
+    }
+
+    /// The cgroup, absolute within each hierarchy: the slice nested as
+    /// systemd nests it, then the unit.
+    pub fn cgroup(&self) -> Result<PathBuf> {
+        let mut p = expand_slice(&self.slice)?;
+        if self.unit.ends_with(".slice") {
+            // A slice unit of its own: its name nests like any slice.
+            return expand_slice(&self.unit);
+        }
+        p.push(&self.unit);
+        Ok(p)
+    }
+}
+
+/// systemd's slice nesting: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`;
+/// `-.slice` is the root.
+pub fn expand_slice(slice: &str) -> Result<PathBuf> {
+    let bad = || Error::Config(format!("linux.cgroupsPath: invalid slice name {slice:?}"));
+    let name = slice.strip_suffix(".slice").ok_or_else(bad)?;
+    if name == "-" {
+        return Ok(PathBuf::from("/"));
+    }
+    if name.is_empty()
+        || name.contains('/')
+        || name.starts_with('-')
+        || name.ends_with('-')
+        || name.contains("--")
+    {
+        return Err(bad());
+    }
+    let mut path = PathBuf::from("/");
+    let mut prefix = String::new();
+    for (i, part) in name.split('-').enumerate() {
+        if i > 0 {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    Ok(path)
+}
+
+/// A connection to the service manager.
+pub struct Manager {
+    channel: Channel,
+}
+
+impl Manager {
+    /// Connects to the system manager (root) or the caller's user manager.
+    pub fn connect() -> Result<Manager> {
+        let address = if nix::unistd::geteuid().is_root() {
+            "unix:path=/run/systemd/private".to_string()
+        } else {
+            let dir = std::env::var("XDG_RUNTIME_DIR").map_err(|_| {
+                Error::Unsupported(
+                    "--systemd-cgroup without root: XDG_RUNTIME_DIR is not set, so the user's systemd is not reachable".into(),
+                )
+            })?;
+            format!("unix:path={dir}/systemd/private")
+        };
+        let channel = Channel::open_private(&address).map_err(|e| {
+            Error::Other(format!(
+                "connect to systemd at {address}: {}",
+                message_of(&e)
+            ))
+        })?;
+        Ok(Manager { channel })
+    }
+
+    fn call(&self, method: &str, build: impl FnOnce(Message) -> Message) -> Result<Message> {
+        let msg = Message::new_method_call(DEST, PATH, MANAGER, method)
+            .map_err(|e| Error::Other(format!("systemd {method}: {e}")))?;
+        self.channel
+            .send_with_reply_and_block(build(msg), CALL_TIMEOUT)
+            .map_err(|e| Error::Other(format!("systemd {method}: {}", message_of(&e))))
+    }
+
+    /// systemd's version (the number before any dot or dash), for the
+    /// properties older ones do not know.
+    pub fn version(&self) -> u32 {
+        let Ok(msg) =
+            Message::new_method_call(DEST, PATH, "org.freedesktop.DBus.Properties", "Get")
+        else {
+            return 0;
+        };
+        self.channel
+            .send_with_reply_and_block(msg.append2(MANAGER, "Version"), CALL_TIMEOUT)
+            .ok()
+            .and_then(|r| r.read1::<Variant<String>>().ok())
+            .and_then(|v| {
+                v.0.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Starts `unit` in `slice` holding `pid`, delegated, with `props`, and
+    /// waits for the start job to finish. A unit that already exists is
+    /// the caller's to join through the cgroup files (runc does the same).
+    pub fn start(
+        &self,
+        unit: &UnitPath,
+        pid: i32,
+        description: &str,
+        props: Vec<Property>,
+    ) -> Result<StartResult> {
+        let mut all: Vec<Property> = vec![
+            prop("Description", description.to_string()),
+            prop("PIDs", vec![pid as u32]),
+        ];
+        if unit.unit.ends_with(".scope") {
+            all.push(prop("Slice", unit.slice.clone()));
+            all.push(prop("Delegate", true));
+            // A container's scope does not wait for or pull in anything.
+            all.push(prop("DefaultDependencies", false));
+        } else {
+            // A slice of its own (runc allows it): within the parent slice.
+            all.push(prop("Wants", vec![unit.slice.clone()]));
+        }
+        all.extend(props);
+        self.subscribe()?;
+        let aux: Vec<(String, Vec<Property>)> = Vec::new();
+        let reply = self.call("StartTransientUnit", |m| {
+            m.append3(unit.unit.as_str(), "replace", all).append1(aux)
+        });
+        let job = match reply {
+            Ok(r) => r
+                .read1::<dbus::Path>()
+                .map_err(|e| Error::Other(format!("systemd StartTransientUnit: {e}")))?
+                .to_string(),
+            Err(Error::Other(e)) if e.contains("UnitExists") || e.contains("already exists") => {
+                return Ok(StartResult::Existed)
+            }
+            Err(e) => return Err(e),
+        };
+        let result = self.wait_job(&job)?;
+        if result != "done" {
+            return Err(Error::Other(format!(
+                "systemd could not start {}: job {result}",
+                unit.unit
+            )));
+        }
+        Ok(StartResult::Started)
+    }
+
+    /// Stops `unit` and waits until it is gone; a unit that no longer
+    /// exists (its last process died and systemd collected it) is fine.
+    pub fn stop(&self, unit: &str) -> Result<()> {
+        self.subscribe()?;
+        let job = match self.call("StopUnit", |m| m.append2(unit, "replace")) {
+            Ok(r) => r
+                .read1::<dbus::Path>()
+                .map_err(|e| Error::Other(format!("systemd StopUnit: {e}")))?
+                .to_string(),
+            Err(Error::Other(e)) if e.contains("NoSuchUnit") || e.contains("not loaded") => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        self.wait_job(&job)?;
+        // A scope whose processes were killed may be left "failed":
+        // forget it, so the name can be used again.
+        let _ = self.call("ResetFailedUnit", |m| m.append1(unit));
+        Ok(())
+    }
+
+    /// Changes properties of a running unit (`update`).
+    pub fn set_properties(&self, unit: &str, props: Vec<Property>) -> Result<()> {
+        if props.is_empty() {
+            return Ok(());
+        }
+        self.call("SetUnitProperties", |m| m.append3(unit, true, props))
+            .map(drop)
+    }
+
+    /// Asks systemd to send job signals to this connection.
+    fn subscribe(&self) -> Result<()> {
+        match self.call("Subscribe", |m| m) {
+            Ok(_) => Ok(()),
+            // Subscribing twice is harmless.
+            Err(Error::Other(e)) if e.contains("AlreadySubscribed") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for `JobRemoved` of `job`; returns its result ("done", "failed", ...).
+    fn wait_job(&self, job: &str) -> Result<String> {
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Other(format!(
+                    "systemd job {job} did not finish within {}s",
+                    JOB_TIMEOUT.as_secs()
+                )));
+            }
+            let Some(msg) = self
+                .channel
+                .blocking_pop_message(left.min(Duration::from_millis(500)))
+                .map_err(|e| Error::Other(format!("read from systemd: {}", message_of(&e))))?
+            else {
+                continue;
+            };
+            if msg.member().as_deref() != Some("JobRemoved") {
+                continue;
+            }
+            if let Ok((_, path, _, result)) = msg.read4::<u32, dbus::Path, String, String>() {
+                if &*path == job {
+                    return Ok(result);
+                }
+            }
+        }
+    }
+}
+
+/// What [`Manager::start`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartResult {
+    Started,
+    /// The unit was there already: join its cgroup through the files.
+    Existed,
+}
+
+/// A unit property with any D-Bus value.
+pub fn prop<T: RefArg + 'static>(name: &str, value: T) -> Property {
+    (name.to_string(), Variant(Box::new(value)))
+}
+
+fn message_of(e: &dbus::Error) -> String {
+    match (e.name(), e.message()) {
+        (Some(n), Some(m)) => format!("{m} ({n})"),
+        (_, Some(m)) => m.to_string(),
+        (Some(n), None) => n.to_string(),
+        _ => "unknown D-Bus error".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_nest_as_systemd_nests_them() {
+        assert_eq!(expand_slice("-.slice").unwrap(), PathBuf::from("/"));
+        assert_eq!(
+            expand_slice("system.slice").unwrap(),
+            PathBuf::from("/system.slice")
+        );
+        assert_eq!(
+            expand_slice("kubepods-burstable-pod1.slice").unwrap(),
+            PathBuf::from("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice")
+        );
+        for bad in ["a", "a--b.slice", "-a.slice", "a-.slice", "a/b.slice"] {
+            assert!(expand_slice(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cgroups_paths() {
+        let u = UnitPath::parse(Some("system.slice:ctr:b1"), "x").unwrap();
+        assert_eq!(u.unit, "ctr-b1.scope");
+        assert_eq!(
+            u.cgroup().unwrap(),
+            PathBuf::from("/system.slice/ctr-b1.scope")
+        );
+        let u = UnitPath::parse(
+            Some("kubepods-besteffort-pod9.slice:cri-containerd:abc"),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            u.cgroup().unwrap(),
+            PathBuf::from("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/cri-containerd-abc.scope")
+        );
+        let u = UnitPath::parse(Some(":berth:c1"), "x").unwrap();
+        assert_eq!(u.slice, "system.slice");
+        let u = UnitPath::parse(None, "c2").unwrap();
+        assert_eq!(u.unit, "berth-c2.scope");
+        assert!(UnitPath::parse(Some("/plain/path"), "x").is_err());
+        assert!(UnitPath::parse(Some("a:b"), "x").is_err());
+    }
+}
