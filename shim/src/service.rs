@@ -44,11 +44,18 @@ struct Proc {
     stdin_closed: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// How to run the runtime for a task, from the create options.
+#[derive(Clone, Debug)]
+struct Runtime {
+    binary: PathBuf,
+    root: PathBuf,
+    /// runc's `SystemdCgroup`: berth gets `--systemd-cgroup`.
+    systemd_cgroup: bool,
+}
+
 struct Task {
     bundle: PathBuf,
-    /// The runtime binary and its --root, from the create options.
-    runtime: PathBuf,
-    root: PathBuf,
+    runtime: Runtime,
     init: Proc,
     execs: HashMap<String, Proc>,
     started: bool,
@@ -159,6 +166,29 @@ fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
     None
 }
 
+/// The varint fields of a protobuf message, by field number (bools, ints).
+fn proto_varints(b: &[u8]) -> HashMap<u64, u64> {
+    let mut out = HashMap::new();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(tag) = varint(b, &mut i) else { break };
+        match tag & 7 {
+            0 => {
+                let Some(v) = varint(b, &mut i) else { break };
+                out.insert(tag >> 3, v);
+            }
+            2 => {
+                let Some(len) = varint(b, &mut i) else { break };
+                i = i.saturating_add(len as usize);
+            }
+            5 => i += 4,
+            1 => i += 8,
+            _ => break,
+        }
+    }
+    out
+}
+
 /// The string fields of a protobuf message, by field number.
 fn proto_strings(b: &[u8]) -> HashMap<u64, String> {
     let mut out = HashMap::new();
@@ -185,29 +215,37 @@ fn proto_strings(b: &[u8]) -> HashMap<u64, String> {
     out
 }
 
-/// `KEY = "value"` lines of a runtime config file (the TOML containerd's
-/// CRI plugin points `config_path` at; only string keys matter here).
+/// `KEY = "value"` and `KEY = true|false` lines of a runtime config file
+/// (the TOML containerd's CRI plugin points `config_path` at; strings and
+/// bools are all that matter here). Bools come back as "true"/"false".
 fn toml_strings(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|l| {
             let (k, v) = l.split_once('=')?;
             let v = v.trim();
-            let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'))?;
-            Some((k.trim().to_string(), v.replace("\\\\", "\\")))
+            let v = match v {
+                "true" | "false" => v.to_string(),
+                _ => v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))?
+                    .replace("\\\\", "\\"),
+            };
+            Some((k.trim().to_string(), v))
         })
         .collect()
 }
 
-/// The runtime binary and root a task runs with: runc's `Options`
-/// (`ctr --runc-binary`-style callers) or the CRI plugin's
-/// `runtimeoptions.v1.Options` naming a config file with `BinaryName` and
-/// `Root`; otherwise berth next to the shim and /run/containerd/berth. As
-/// with runc, the root gets the namespace appended.
+/// The runtime binary, root and cgroup driver a task runs with: runc's
+/// `Options` (`ctr --runc-binary`-style callers: BinaryName, Root,
+/// SystemdCgroup) or the CRI plugin's `runtimeoptions.v1.Options` naming a
+/// config file with the same keys; otherwise berth next to the shim,
+/// /run/containerd/berth and cgroupfs. As with runc, the root gets the
+/// namespace appended.
 fn runtime_options(
     options: Option<&shim::protos::protobuf::well_known_types::any::Any>,
     namespace: &str,
-) -> Result<(PathBuf, PathBuf), String> {
-    let (mut binary, mut root) = (String::new(), String::new());
+) -> Result<Runtime, String> {
+    let (mut binary, mut root, mut systemd_cgroup) = (String::new(), String::new(), false);
     if let Some(any) = options {
         let kind = any.type_url.rsplit('/').next().unwrap_or("");
         match kind {
@@ -215,6 +253,7 @@ fn runtime_options(
                 let f = proto_strings(&any.value);
                 binary = f.get(&6).cloned().unwrap_or_default();
                 root = f.get(&7).cloned().unwrap_or_default();
+                systemd_cgroup = proto_varints(&any.value).get(&9) == Some(&1);
             }
             "runtimeoptions.v1.Options" => {
                 let f = proto_strings(&any.value);
@@ -224,6 +263,7 @@ fn runtime_options(
                     let kv = toml_strings(&text);
                     binary = kv.get("BinaryName").cloned().unwrap_or_default();
                     root = kv.get("Root").cloned().unwrap_or_default();
+                    systemd_cgroup = kv.get("SystemdCgroup").is_some_and(|v| v == "true");
                 }
             }
             "" => {}
@@ -246,7 +286,11 @@ fn runtime_options(
     } else {
         PathBuf::from(root).join(namespace)
     };
-    Ok((binary, root))
+    Ok(Runtime {
+        binary,
+        root,
+        systemd_cgroup,
+    })
 }
 
 /// The last error berth logged (containerd shows it to its user).
@@ -262,17 +306,19 @@ fn last_log_error(bundle: &Path) -> Option<String> {
 /// Runs berth and waits for it through the reaper's exit events (the
 /// shim's signal thread reaps every child, so waitpid here would race it).
 fn berth(
-    runtime: &Path,
-    root: &Path,
+    rt: &Runtime,
     bundle: &Path,
     args: &[&str],
     stdio: Option<(Stdio, Stdio, Stdio)>,
 ) -> Result<String, String> {
     let sub: Subscription = monitor_subscribe(Topic::Pid).map_err(|e| e.to_string())?;
     let out_path = bundle.join(format!(".berth-out-{}", std::process::id()));
-    let mut cmd = Command::new(runtime);
+    let mut cmd = Command::new(&rt.binary);
+    if rt.systemd_cgroup {
+        cmd.arg("--systemd-cgroup");
+    }
     cmd.arg("--root")
-        .arg(root)
+        .arg(&rt.root)
         .arg("--log")
         .arg(bundle.join("log.json"))
         .args(["--log-format", "json"])
@@ -289,7 +335,7 @@ fn berth(
     }
     let child = cmd
         .spawn()
-        .map_err(|e| format!("run {}: {e}", runtime.display()));
+        .map_err(|e| format!("run {}: {e}", rt.binary.display()));
     let child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -599,8 +645,7 @@ fn stdio_of(
 /// containerd's fifos for a terminal, else the fifos (or log driver)
 /// themselves.
 fn launch(
-    runtime: &Path,
-    root: &Path,
+    rt: &Runtime,
     bundle: &Path,
     args: &[&str],
     id: &str,
@@ -613,7 +658,7 @@ fn launch(
         let mut args = args.to_vec();
         args.extend(["--console-socket", &s, id]);
         let null = Stdio::null;
-        let r = berth(runtime, root, bundle, &args, Some((null(), null(), null())));
+        let r = berth(rt, bundle, &args, Some((null(), null(), null())));
         let _ = std::fs::remove_file(&sock);
         r?;
         let master = pending.join().map_err(|_| "console thread".to_string())??;
@@ -626,7 +671,7 @@ fn launch(
         p.stdin_closed = closer;
         let mut args = args.to_vec();
         args.push(id);
-        berth(runtime, root, bundle, &args, Some((i, o, e)))?;
+        berth(rt, bundle, &args, Some((i, o, e)))?;
     }
     Ok(())
 }
@@ -703,10 +748,8 @@ impl Service {
 
     /// Runs a berth command about task `id` (in its bundle, with its log).
     fn berth_for(&self, id: &str, args: &[&str]) -> TtrpcResult<String> {
-        let (bundle, runtime, root) = self.with_task(id, |t| {
-            (t.bundle.clone(), t.runtime.clone(), t.root.clone())
-        })?;
-        berth(&runtime, &root, &bundle, args, None).map_err(internal)
+        let (bundle, runtime) = self.with_task(id, |t| (t.bundle.clone(), t.runtime.clone()))?;
+        berth(&runtime, &bundle, args, None).map_err(internal)
     }
 
     fn with_task<R>(&self, id: &str, f: impl FnOnce(&mut Task) -> R) -> TtrpcResult<R> {
@@ -753,7 +796,11 @@ impl shim::Shim for Service {
             .unwrap_or_else(|| self.root());
         let id = saved["id"].as_str().unwrap_or_default().to_string();
         if !id.is_empty() {
-            let _ = Command::new(&runtime)
+            let mut cmd = Command::new(&runtime);
+            if saved["systemd_cgroup"] == true {
+                cmd.arg("--systemd-cgroup");
+            }
+            let _ = cmd
                 .arg("--root")
                 .arg(&root)
                 .args(["delete", "--force", &id])
@@ -818,9 +865,13 @@ impl shim::Task for Service {
             )
             .map_err(|e| internal(format!("mount rootfs: {e}")))?;
         }
-        let (runtime, root) =
-            runtime_options(req.options.as_ref(), &self.namespace).map_err(internal)?;
-        let saved = serde_json::json!({"runtime": runtime, "root": root, "id": req.id});
+        let runtime = runtime_options(req.options.as_ref(), &self.namespace).map_err(internal)?;
+        let saved = serde_json::json!({
+            "runtime": runtime.binary,
+            "root": runtime.root,
+            "systemd_cgroup": runtime.systemd_cgroup,
+            "id": req.id,
+        });
         let _ = std::fs::write(bundle.join(SHIM_STATE), saved.to_string());
         let mut init = Proc {
             stdin: req.stdin.clone(),
@@ -835,7 +886,6 @@ impl shim::Task for Service {
         let args = ["create", "--bundle", &b, "--pid-file", &pf];
         launch(
             &runtime,
-            &root,
             &bundle,
             &args,
             &req.id,
@@ -849,8 +899,7 @@ impl shim::Task for Service {
             req.id.clone(),
             Task {
                 bundle: bundle.clone(),
-                runtime: runtime.clone(),
-                root: root.clone(),
+                runtime,
                 init,
                 execs: HashMap::new(),
                 started: false,
@@ -884,16 +933,15 @@ impl shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let (bundle, exec, runtime, root) = self.with_task(&req.id, |t| {
+        let (bundle, exec, runtime) = self.with_task(&req.id, |t| {
             (
                 t.bundle.clone(),
                 t.execs.get(&req.exec_id).cloned(),
                 t.runtime.clone(),
-                t.root.clone(),
             )
         })?;
         if req.exec_id.is_empty() {
-            berth(&runtime, &root, &bundle, &["start", &req.id], None).map_err(internal)?;
+            berth(&runtime, &bundle, &["start", &req.id], None).map_err(internal)?;
             let pid = self.with_task(&req.id, |t| {
                 t.started = true;
                 t.init.pid
@@ -915,7 +963,6 @@ impl shim::Task for Service {
         let args = ["exec", "--process", &s, "--detach", "--pid-file", &pf];
         launch(
             &runtime,
-            &root,
             &bundle,
             &args,
             &req.id,
@@ -1199,5 +1246,39 @@ impl shim::Task for Service {
             unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
         }
         Ok(api::Empty::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_options_with_systemd_cgroup() {
+        // containerd.runc.v1.Options { binary_name: "/bin/true", root: "/r", systemd_cgroup: true }
+        let mut value = vec![0x32, 9];
+        value.extend_from_slice(b"/bin/true");
+        value.extend_from_slice(&[0x3a, 2]);
+        value.extend_from_slice(b"/r");
+        value.extend_from_slice(&[0x48, 1]);
+        let any = shim::protos::protobuf::well_known_types::any::Any {
+            type_url: "type.googleapis.com/containerd.runc.v1.Options".into(),
+            value,
+            ..Default::default()
+        };
+        let rt = runtime_options(Some(&any), "k8s.io").unwrap();
+        assert_eq!(rt.binary, PathBuf::from("/bin/true"));
+        assert_eq!(rt.root, PathBuf::from("/r/k8s.io"));
+        assert!(rt.systemd_cgroup);
+    }
+
+    #[test]
+    fn cri_config_file_keys() {
+        let kv = toml_strings(
+            "BinaryName = \"/usr/bin/berth\"\nSystemdCgroup = true\n# x\nRoot = \"/run/b\"\n",
+        );
+        assert_eq!(kv["BinaryName"], "/usr/bin/berth");
+        assert_eq!(kv["SystemdCgroup"], "true");
+        assert_eq!(kv["Root"], "/run/b");
     }
 }
