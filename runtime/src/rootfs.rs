@@ -265,8 +265,10 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags, own_mount_ns: bool) -> Resul
             .ctx(|| "make / propagation private to the container")?;
     }
     if own_mount_ns && propagation.contains(MsFlags::MS_SHARED) {
-        // pivot_root refuses a new root whose parent mount is shared.
-        if let Some(parent) = mount_point_of(rootfs.parent().unwrap_or(Path::new("/"))) {
+        // pivot_root refuses a new root whose parent mount is shared: that
+        // is the mount the rootfs is on, its own when it is a mount point
+        // (containerd's overlay), which runc makes private too.
+        if let Some(parent) = mount_point_of(rootfs) {
             mount(
                 None::<&str>,
                 &parent,

@@ -864,3 +864,59 @@ fn cgroup_v1_writes_in_runcs_order() {
         }
     }
 }
+
+/// containerd mounts each rootfs on its own (an overlay): with rshared
+/// rootfs propagation (bidirectional mounts), pivot_root needs that very
+/// mount private in the container's namespace. A start that fails there
+/// leaves nothing mounted in the host's namespace either.
+#[test]
+fn rshared_rootfs_that_is_its_own_mount() {
+    let mut env = Env::new("parity-rshared");
+    let rootfs = env.bundle.join("rootfs");
+    let mount = |args: &[&str]| {
+        let ok = Command::new("mount")
+            .args(args)
+            .arg(&rootfs)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount {args:?}");
+    };
+    Command::new("mount")
+        .arg("--bind")
+        .arg(&rootfs)
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    mount(&["--make-shared"]);
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(rootfs.clone());
+    env.config["linux"]["rootfsPropagation"] = json!("rshared");
+    env.sh("grep -q shared: /proc/self/mountinfo && echo shared");
+    for (name, code, out, err) in both(&env) {
+        assert_eq!((code, out.as_str()), (0, "shared\n"), "{name}: {err}");
+        assert_eq!(
+            mounts_under(&rootfs),
+            vec![rootfs.display().to_string()],
+            "{name} left mounts"
+        );
+    }
+    env.args(&["/no/such/program"]);
+    for (name, code, _, _) in both(&env) {
+        assert_ne!(code, 0, "{name}");
+        assert_eq!(
+            mounts_under(&rootfs),
+            vec![rootfs.display().to_string()],
+            "{name} left mounts"
+        );
+    }
+}

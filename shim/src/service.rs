@@ -129,6 +129,15 @@ fn internal(msg: impl Into<String>) -> shim::protos::ttrpc::Error {
     ttrpc_err(shim::protos::ttrpc::Code::INTERNAL, msg)
 }
 
+/// runc's shim's answer for a process that is gone, which containerd
+/// treats as done rather than as a failure.
+fn already_finished() -> shim::protos::ttrpc::Error {
+    ttrpc_err(
+        shim::protos::ttrpc::Code::NOT_FOUND,
+        "process already finished: not found".to_string(),
+    )
+}
+
 fn not_found(what: &str) -> shim::protos::ttrpc::Error {
     ttrpc_err(
         shim::protos::ttrpc::Code::NOT_FOUND,
@@ -1048,10 +1057,19 @@ impl shim::Task for Service {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        let exec_pid = self.with_task(&req.id, |t| t.execs.get(&req.exec_id).map(|p| p.pid))?;
+        // (pid, exited) of the process the request names.
+        let target = self.with_task(&req.id, |t| {
+            t.process(&req.exec_id).map(|p| (p.pid, p.exit.is_some()))
+        })?;
+        let (pid, exited) = target.ok_or_else(|| not_found(&req.exec_id))?;
+        // What containerd ignores, as runc's shim answers it: a process
+        // that ran and ended, or an exec that never started (whose pid is
+        // 0: kill(0, sig) would signal the shim's own process group).
+        if exited || pid <= 0 {
+            return Err(already_finished());
+        }
         if !req.exec_id.is_empty() {
-            let pid = exec_pid.ok_or_else(|| not_found(&req.exec_id))?;
-            // SAFETY: kill(2) of a process this shim started.
+            // SAFETY: kill(2) of a process this shim started, pid > 0.
             unsafe { libc::kill(pid, req.signal as i32) };
             return Ok(api::Empty::default());
         }
