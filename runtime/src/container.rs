@@ -37,6 +37,8 @@ pub struct CreateOptions {
     pub foreground_tty: bool,
     /// `--systemd-cgroup`: the cgroup is a systemd unit.
     pub systemd_cgroup: bool,
+    /// Running for an unprivileged user (see `rootless`).
+    pub rootless: bool,
 }
 
 /// A container that `create` just made, with its init still our child.
@@ -214,7 +216,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(&layout, r)?;
     }
-    let cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
+    let mut cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
+    if opts.rootless {
+        crate::rootless::validate(linux)?;
+        if !crate::rootless::cgroup_usable(&layout, &cgroup) && !opts.systemd_cgroup {
+            crate::rootless::check_without_cgroup(linux.and_then(|l| l.resources().as_ref()))?;
+            cgroup = Cgroup::default();
+        }
+    }
 
     let dir = ContainerDir::create(root, id)?;
     let me = std::process::id() as i32;
@@ -373,6 +382,9 @@ fn create_in(
         bind_sources: &bind_sources,
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
+        // An unprivileged berth writes the maps itself: the init must stay
+        // dumpable (its /proc files its user's) until then.
+        dumpable_until_go: opts.rootless && plan.new_user,
         preserve_fds: listen_fds + opts.preserve_fds,
         seccomp: seccomp.as_ref(),
         seccomp_listener: seccomp_listener.as_ref().map(|f| f.as_raw_fd()),
@@ -394,14 +406,19 @@ fn create_in(
     }
 
     if plan.new_user {
-        namespaces::write_id_maps(pid, linux.expect("user namespace implies linux"))?;
+        let linux = linux.expect("user namespace implies linux");
+        if opts.rootless {
+            crate::rootless::write_id_maps(pid, linux)?;
+        } else {
+            namespaces::write_id_maps(pid, linux)?;
+        }
     }
     let resources = linux.and_then(|l| l.resources().as_ref());
     if let Some(unit) = unit {
         start_unit(&mut undo.systemd_unit, unit, pid, &st.id, layout, resources)?;
         make_cgroup(&mut undo.cgroup, dir, st, &cgroup, layout)?;
     }
-    if let Some(r) = resources {
+    if let Some(r) = resources.filter(|_| !cgroup.paths.is_empty()) {
         cgroup.apply_resources(layout, r)?;
     }
     cgroup.add(pid)?;
@@ -793,7 +810,7 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
         // Nothing to probe, and nothing wrong with asking (runc agrees).
         return Ok(());
     }
-    if all {
+    if all && !c.state.cgroup_paths.is_empty() {
         return c.cgroup().signal_all(&c.layout, signal);
     }
     nix::sys::signal::kill(

@@ -32,6 +32,7 @@ pub mod process;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
+pub mod rootless;
 pub mod seccomp;
 pub mod state;
 pub mod sync;

@@ -16,9 +16,10 @@ use berth::logging;
     disable_version_flag = true
 )]
 struct Cli {
-    /// Directory for container state (tmpfs recommended).
-    #[arg(long, global = true, default_value = "/run/berth", value_name = "DIR")]
-    root: PathBuf,
+    /// Directory for container state (tmpfs recommended) [default:
+    /// /run/berth, or $XDG_RUNTIME_DIR/berth when rootless].
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<PathBuf>,
@@ -73,9 +74,10 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
-    fn options(&self, systemd_cgroup: bool) -> CreateOptions {
+    fn options(&self, g: &Global, systemd_cgroup: bool) -> CreateOptions {
         CreateOptions {
             systemd_cgroup,
+            rootless: g.rootless,
             bundle: self.bundle.clone(),
             console_socket: self.console_socket.clone(),
             pid_file: self.pid_file.clone(),
@@ -419,23 +421,33 @@ fn check_preserved_fds(cli: &Cli) -> Result<(), String> {
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
-    let g = Global {
-        root: cli.root.clone(),
-    };
-    if !matches!(cli.rootless.as_str(), "auto" | "true" | "false") {
-        anyhow::bail!(
-            "--rootless: invalid value {:?} (auto, true or false)",
-            cli.rootless
-        );
-    }
+    let rootless = berth::rootless::detect(&cli.rootless)?;
     let Some(command) = &cli.command else {
         use clap::CommandFactory;
         Cli::command().print_help()?;
         return Ok(0);
     };
+    // The commands that keep no state need no --root.
+    match command {
+        Command::Spec { bundle, rootless } => {
+            commands::spec::spec(bundle, *rootless)?;
+            return Ok(0);
+        }
+        Command::Features => {
+            commands::features::features()?;
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let root = match &cli.root {
+        Some(r) => r.clone(),
+        None if rootless => berth::rootless::default_root()?,
+        None => PathBuf::from("/run/berth"),
+    };
+    let g = Global { root, rootless };
     match command {
         Command::Create { id, args } => {
-            commands::create::create(&g, id, &args.options(cli.systemd_cgroup))?
+            commands::create::create(&g, id, &args.options(&g, cli.systemd_cgroup))?
         }
         Command::Start { id } => commands::start::start(&g, id)?,
         Command::Run {
@@ -446,7 +458,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             no_subreaper,
         } => {
             let opts = RunOptions {
-                create: args.options(cli.systemd_cgroup),
+                create: args.options(&g, cli.systemd_cgroup),
                 detach: *detach,
                 keep: *keep,
                 no_subreaper: *no_subreaper,
@@ -571,8 +583,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             commands::events::events(&g, id, *stats, interval)?
         }
         Command::Resume { id } => commands::pause::resume(&g, id)?,
-        Command::Spec { bundle, rootless } => commands::spec::spec(bundle, *rootless)?,
-        Command::Features => commands::features::features()?,
+        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             return Err(berth::error::Error::Unsupported(
                 "checkpoint/restore (berth does not drive CRIU)".into(),

@@ -509,14 +509,17 @@ fn mount_one(
     } else if opts.tmpcopyup && typ == "tmpfs" {
         tmpfs_copyup(ctx.root, dest, &target, &opts)?;
     } else {
-        mount(
+        let mounted = mount(
             source.as_deref().or(Some(Path::new(typ))),
             target_path.as_c_str(),
             Some(typ),
             opts.flags,
             opts.data().as_deref(),
-        )
-        .ctx(what)?;
+        );
+        match mounted {
+            Ok(()) => {}
+            Err(e) => mount_fallback(typ, &target_path, &opts, e).ctx(what)?,
+        }
     }
     // The fd above names the directory under the new mount; act on the mount.
     let mounted = ctx
@@ -562,6 +565,49 @@ fn mount_one(
         .map_err(|e| Error::path("set recursive mount attributes on", dest, e))?;
     }
     Ok(())
+}
+
+/// What runc does when a user namespace may not make a filesystem (a
+/// rootless container, or any user namespace without the namespace the
+/// filesystem belongs to): sysfs and mqueue become read-only binds of the
+/// host's (which the container could see anyway), and a devpts whose
+/// `gid=` names a group the namespace does not map is made without it.
+fn mount_fallback(typ: &str, target: &CStr, opts: &Options, e: nix::Error) -> nix::Result<()> {
+    let host = match (typ, e) {
+        ("sysfs", nix::Error::EPERM) => "/sys",
+        ("mqueue", nix::Error::EPERM) => "/dev/mqueue",
+        ("devpts", nix::Error::EINVAL) if opts.data.iter().any(|d| d.starts_with("gid=")) => {
+            let data: Vec<&str> = opts
+                .data
+                .iter()
+                .filter(|d| !d.starts_with("gid="))
+                .map(String::as_str)
+                .collect();
+            return mount(
+                Some("devpts"),
+                target,
+                Some("devpts"),
+                opts.flags,
+                Some(data.join(",").as_str()),
+            );
+        }
+        _ => return Err(e),
+    };
+    mount(
+        Some(host),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(target);
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+        None::<&str>,
+    )
 }
 
 /// config.md "uidMappings"/"gidMappings": a detached copy of the source,
@@ -749,11 +795,11 @@ fn mount_hierarchy(
     } else {
         index
     };
-    let src = ctx
-        .cgroup
-        .paths
-        .get(index)
-        .ok_or_else(|| Error::Other("cgroup path missing".into()))?;
+    let Some(src) = ctx.cgroup.paths.get(index) else {
+        // No cgroup of its own (rootless, not delegated): the directory
+        // stays an empty one, as runc leaves it.
+        return Ok(());
+    };
     mount(
         Some(src.as_path()),
         target_path.as_c_str(),

@@ -43,6 +43,8 @@ pub struct InitArgs<'a> {
     pub bind_sources: &'a [Option<OwnedFd>],
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Stay dumpable until `Go` (a rootless parent writes the id maps).
+    pub dumpable_until_go: bool,
     pub preserve_fds: u32,
     /// Added to process.env (systemd socket activation's LISTEN_FDS).
     pub extra_env: Vec<String>,
@@ -82,7 +84,9 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
     // process in the container may ptrace or open /proc/<init>/exe of a
     // process still running berth's code (CVE-2019-5736).
     set_parent_death_signal(libc::SIGKILL)?;
-    set_dumpable(false)?;
+    if !a.dumpable_until_go {
+        set_dumpable(false)?;
+    }
     // SAFETY: umask never fails. Device and directory modes are exact.
     unsafe { libc::umask(0) };
 
@@ -92,6 +96,9 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         None => return Err(Error::CallerGone),
         Some(other) => return Err(Error::Other(format!("unexpected message {other:?}"))),
     };
+    if a.dumpable_until_go {
+        set_dumpable(false)?;
+    }
     a.plan.join_in_init()?;
     // Opened now, in the container's pid namespace and before any of the
     // config's mounts exist: every /proc write below goes through it.
@@ -252,11 +259,7 @@ pub fn become_process(
         attributes::set_memory_policy(p)?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        proc.write(
-            "process.oomScoreAdj",
-            "self/oom_score_adj",
-            &adj.to_string(),
-        )?;
+        set_oom_score_adj(proc, adj)?;
     }
     // Before any filter exists: a profile written before close_range (or
     // one that leaves it out) must not make every container fail.
@@ -302,6 +305,34 @@ pub fn become_process(
         env: env.iter().map(|s| to_c(s)).collect::<Result<_>>()?,
         umask: process.user().umask().unwrap_or(0o022),
     })
+}
+
+/// config.md "process.oomScoreAdj". Lowering it takes CAP_SYS_RESOURCE:
+/// an unprivileged user can only raise it, which the error says.
+fn set_oom_score_adj(proc: &ProcRoot, adj: i32) -> Result<()> {
+    match proc.write(
+        "process.oomScoreAdj",
+        "self/oom_score_adj",
+        &adj.to_string(),
+    ) {
+        Err(Error::Sys { source, .. }) if source.raw_os_error() == Some(libc::EACCES) => {
+            let now = proc
+                .open_file("self/oom_score_adj", libc::O_RDONLY)
+                .ok()
+                .and_then(|mut f| {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut s)
+                        .ok()
+                        .map(|_| s)
+                })
+                .unwrap_or_default();
+            Err(Error::Config(format!(
+                "process.oomScoreAdj {adj}: only a privileged runtime can lower it (it is {} now)",
+                now.trim()
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Whether `create` runs hooks while the init waits (prestart, createRuntime).

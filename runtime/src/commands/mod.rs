@@ -21,4 +21,6 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub struct Global {
     pub root: PathBuf,
+    /// Running for an unprivileged user (`--rootless`, see `rootless`).
+    pub rootless: bool,
 }
