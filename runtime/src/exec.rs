@@ -43,6 +43,8 @@ pub struct ExecOptions {
     pub process_label: Option<String>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// Running for an unprivileged user (see `rootless`).
+    pub rootless: bool,
     /// `--cgroup PATH` or `--cgroup CONTROLLER[,CONTROLLER]:PATH`: a
     /// sub-cgroup (which must exist) of the container's to run in.
     pub cgroups: Vec<String>,
@@ -134,6 +136,18 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     let (console_ours, console_theirs) =
         tty::console_channel(terminal, opts.console_socket.as_deref())?;
 
+    // An unprivileged berth may join the container's pid namespace only
+    // from inside the container's user namespace (setns wants
+    // CAP_SYS_ADMIN in its own namespace too), which it owns: it moves
+    // there itself first, and the child has nothing left to join for it.
+    let mut joins = joins;
+    let mut joins_user = joins_user;
+    let moved_into_userns = joins_user && !nix::unistd::geteuid().is_root();
+    if moved_into_userns {
+        let (flag, userns) = joins.remove(0);
+        nix::sched::setns(&userns, flag).ctx(|| "join the container's user namespace")?;
+        joins_user = false;
+    }
     // pid and time namespaces apply to children: switch around the clone.
     let mut for_children = Vec::new();
     for (kind, flag) in [
@@ -150,6 +164,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         linux,
         namespaces: &joins,
         joins_user,
+        rootless: opts.rootless,
         chroot: chroot.as_ref(),
         channel: child_end,
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
@@ -158,8 +173,12 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     };
     let pid = clone_child(args)?;
     drop(listener);
-    for guard in for_children {
-        guard.restore()?;
+    // From inside the container's user namespace there is no way back to
+    // the host's pid namespace, and no further child needs it.
+    if !moved_into_userns {
+        for guard in for_children {
+            guard.restore()?;
+        }
     }
     drop(console_theirs);
     let kill_child = |e: Error| {

@@ -502,6 +502,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
                 preserve_fds: *preserve_fds,
                 ignore_paused: *ignore_paused,
                 cgroups: cgroup.clone(),
+                rootless: g.rootless,
                 args: command.clone(),
             };
             // runc's contract: a failure before the process runs is 255,

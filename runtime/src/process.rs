@@ -97,6 +97,13 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         Some(other) => return Err(Error::Other(format!("unexpected message {other:?}"))),
     };
     if a.dumpable_until_go {
+        // A process made by fork keeps its parent's (the host's) user
+        // namespace on its memory: once non-dumpable, its /proc files are
+        // the host root's, out of an unprivileged user's reach. So what
+        // the init writes there for itself, it writes first.
+        if let Some(adj) = a.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            set_oom_score_adj(&ProcRoot::open()?, adj)?;
+        }
         set_dumpable(false)?;
     }
     a.plan.join_in_init()?;
@@ -188,6 +195,7 @@ fn container_init(a: &InitArgs) -> Result<std::convert::Infallible> {
         &a.extra_env,
         seccomp.as_ref(),
         a.preserve_fds,
+        !a.dumpable_until_go,
     )?;
 
     // Created: report, then wait for `start` on the exec fifo.
@@ -231,6 +239,7 @@ pub struct Program {
 /// init and `exec` (config.md "process", in runc's order): terminal, env,
 /// cwd, program lookup, scheduling attributes, oomScoreAdj, no_new_privs,
 /// bounding set, user, capability sets.
+#[allow(clippy::too_many_arguments)]
 pub fn become_process(
     proc: &ProcRoot,
     process: &Process,
@@ -239,6 +248,7 @@ pub fn become_process(
     extra_env: &[String],
     seccomp: Option<&crate::seccomp::Setup>,
     preserve_fds: u32,
+    set_oom: bool,
 ) -> Result<Program> {
     if let Some(pty) = &pty {
         tty::make_controlling(&pty.slave)?;
@@ -258,7 +268,7 @@ pub fn become_process(
     if let Some(p) = linux.and_then(|l| l.memory_policy().as_ref()) {
         attributes::set_memory_policy(p)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
+    if let Some(adj) = process.oom_score_adj().filter(|_| set_oom) {
         set_oom_score_adj(proc, adj)?;
     }
     // Before any filter exists: a profile written before close_range (or
@@ -736,6 +746,9 @@ pub struct ExecArgs<'a> {
     /// The container's namespaces to join, user first, mount last.
     pub namespaces: &'a [(nix::sched::CloneFlags, OwnedFd)],
     pub joins_user: bool,
+    /// Rootless: stay dumpable until the process's own /proc writes are
+    /// done (see `container_init`).
+    pub rootless: bool,
     /// The init's root, for a container without a mount namespace.
     pub chroot: Option<&'a OwnedFd>,
     pub channel: Channel,
@@ -773,6 +786,11 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
     );
     close_inherited_fds(a.preserve_fds, keep)?;
     set_parent_death_signal(libc::SIGKILL)?;
+    if a.rootless {
+        if let Some(adj) = a.process.oom_score_adj() {
+            set_oom_score_adj(&ProcRoot::open()?, adj)?;
+        }
+    }
     set_dumpable(false)?;
     match a.channel.recv().ctx(|| "read from berth exec")? {
         Some(Msg::Go(_)) => {}
@@ -817,6 +835,7 @@ fn exec_in_container(a: &ExecArgs) -> Result<std::convert::Infallible> {
         &[],
         a.seccomp.as_ref(),
         a.preserve_fds,
+        !a.rootless,
     )?;
     // A detached exec outlives berth: no parent-death signal past here.
     set_parent_death_signal(0)?;

@@ -1,0 +1,333 @@
+//! berth for a user without root: every command run as a real unprivileged
+//! user (made here if missing; `hack/test` removes it afterwards), with the
+//! user namespace `berth spec --rootless` asks for, and what such a
+//! container must never gain over its user. On this host the user's cgroup
+//! is not delegated (cgroup v1), so limits are refused by name; the VM
+//! lane runs the same tests with a delegated cgroup v2.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The test user: name, uid, gid.
+const USER: &str = "berth-rootless";
+
+fn user() -> (u32, u32) {
+    static MADE: std::sync::Once = std::sync::Once::new();
+    let lookup = || nix::unistd::User::from_name(USER).ok().flatten();
+    MADE.call_once(|| {
+        if lookup().is_none() {
+            // Debian's useradd also gives the user subordinate id ranges.
+            let ok = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", USER])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "useradd {USER}");
+        }
+    });
+    let u = lookup().expect("the test user exists");
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+/// One rootless container test: a bundle from `berth spec --rootless`, a
+/// runtime dir of the user's own, berth run as the user.
+struct Rootless {
+    env: Env,
+    uid: u32,
+    gid: u32,
+    runtime_dir: PathBuf,
+}
+
+impl Rootless {
+    fn new(name: &str) -> Rootless {
+        let (uid, gid) = user();
+        let mut env = Env::new(name);
+        let mut spec = berth::commands::spec::default_spec(true);
+        spec["process"]["terminal"] = json!(false);
+        spec["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        spec["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        env.config = spec;
+        let runtime_dir = env.scratch.0.join("run");
+        std::fs::create_dir_all(&runtime_dir).unwrap();
+        nix::unistd::chown(&runtime_dir, Some(uid.into()), Some(gid.into())).unwrap();
+        // The user reaches the bundle and the scratch dir, and owns the
+        // rootfs as a rootless user's image would be.
+        for d in [&env.scratch.0, &env.bundle] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let owned = Command::new("chown")
+            .args(["-R", "-h", &format!("{uid}:{gid}")])
+            .arg(env.bundle.join("rootfs"))
+            .status()
+            .unwrap();
+        assert!(owned.success());
+        Rootless {
+            env,
+            uid,
+            gid,
+            runtime_dir,
+        }
+    }
+
+    /// berth as the user (its own state root under XDG_RUNTIME_DIR).
+    fn berth(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BERTH);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/tmp")
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir);
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: only setgroups/setgid/setuid between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        output_via_files(cmd, &self.env.scratch.0)
+    }
+
+    fn sh(&mut self, script: &str) {
+        self.env.sh(script);
+    }
+
+    fn run(&self) -> (i32, String, String) {
+        self.env.write_config();
+        let out = self.berth(&["run", "-b", self.env.bundle.to_str().unwrap(), &self.env.id]);
+        (
+            out.status.code().unwrap_or(-1),
+            stdout_of(&out),
+            stderr_of(&out),
+        )
+    }
+
+    fn config(&mut self) -> &mut Value {
+        &mut self.env.config
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.runtime_dir.join("berth")
+    }
+}
+
+impl Drop for Rootless {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir()) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.berth(&["delete", "-f", &id]);
+            }
+        }
+    }
+}
+
+#[test]
+fn state_under_the_users_runtime_dir_and_every_command() {
+    let mut r = Rootless::new("rl-lifecycle");
+    r.sh("sleep 100");
+    r.env.write_config();
+    let bundle = r.env.bundle.to_str().unwrap().to_string();
+    let id = r.env.id.clone();
+    let out = r.berth(&["create", "-b", &bundle, &id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(r.state_dir().join(&id).join("state.json").exists());
+    let state: Value = serde_json::from_slice(&r.berth(&["state", &id]).stdout).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["owner"], USER);
+    assert!(r.berth(&["start", &id]).status.success());
+    let out = r.berth(&["exec", &id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    assert_eq!(
+        stdout_of(&out).split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", &r.uid.to_string(), "1"]
+    );
+    let list = r.berth(&["list", "-q"]);
+    assert_eq!(stdout_of(&list), format!("{id}\n"));
+    // The init runs as the user on the host.
+    let pid = state["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains(&r.uid.to_string())),
+        "{status}"
+    );
+    assert!(r.berth(&["kill", &id, "KILL"]).status.success());
+    assert!(wait_until(15, || {
+        let s: Value = serde_json::from_slice(&r.berth(&["state", &id]).stdout).unwrap_or_default();
+        s["status"] == "stopped"
+    }));
+    assert!(r.berth(&["delete", &id]).status.success());
+    assert!(!r.state_dir().join(&id).exists());
+}
+
+#[test]
+fn subordinate_ranges_go_through_newuidmap() {
+    let mut r = Rootless::new("rl-subuid");
+    let (uid, gid) = (r.uid, r.gid);
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap();
+    let Some(start) = subuid.lines().find_map(|l| {
+        l.strip_prefix(&format!("{USER}:"))
+            .and_then(|r| r.split(':').next())
+            .and_then(|s| s.parse::<u32>().ok())
+    }) else {
+        panic!("no /etc/subuid range for {USER}: {subuid}");
+    };
+    r.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": start, "size": 1000}]);
+    r.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}, {"containerID": 1, "hostID": start, "size": 1000}]);
+    r.sh("cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'");
+    let (code, out, err) = r.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("0 {uid} 1\n1 {start} 1000\n"));
+    // A range the user does not own is refused by newuidmap, clearly.
+    r.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": 10, "size": 5}]);
+    let (code, _, err) = r.run();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("linux.uidMappings") && err.contains("newuidmap"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_user_without_subordinate_ids_is_told_so() {
+    let mut r = Rootless::new("rl-nosubuid");
+    // root (uid 0 in /etc/subuid? no) — use ids of nobody, which has none.
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    r.uid = nobody.uid.as_raw();
+    r.gid = nobody.gid.as_raw();
+    nix::unistd::chown(&r.runtime_dir, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let (uid, gid) = (r.uid, r.gid);
+    r.config()["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}, {"containerID": 1, "hostID": 200000, "size": 10}]);
+    r.config()["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    r.sh("true");
+    let (code, _, err) = r.run();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no subordinate uid range for user nobody in /etc/subuid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_without_a_delegated_cgroup_are_refused_by_name() {
+    if berth::cgroups::Layout::detect().unwrap().is_pure_v2() {
+        eprintln!("skipped: this host may delegate cgroup v2 (the VM lane tests limits there)");
+        return;
+    }
+    let mut r = Rootless::new("rl-limits");
+    r.config()["linux"]["resources"] = json!({"pids": {"limit": 10}});
+    r.sh("true");
+    let (code, _, err) = r.run();
+    assert_ne!(code, 0);
+    assert!(err.contains("linux.resources.pids"), "{err}");
+    // Without limits it runs, and says it has no cgroup.
+    r.config()["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resources");
+    let (code, _, err) = r.run();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no cgroup"), "{err}");
+}
+
+#[test]
+fn the_container_gains_nothing_over_its_user() {
+    let mut r = Rootless::new("rl-confined");
+    // A host file the user may read but not write, bound into the
+    // container, where "root" tries to write it; mknod; the host's
+    // processes; a raw /sys write.
+    let victim = r.env.scratch.0.join("victim");
+    std::fs::write(&victim, "host\n").unwrap();
+    std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    r.config()["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/victim", "type": "bind", "source": victim, "options": ["bind", "rw"]}),
+    );
+    r.sh("echo pwned > /victim 2>/dev/null && echo WROTE; \
+          mknod /tmp/null c 1 3 2>/dev/null && echo MKNOD; \
+          [ \"$(cat /proc/1/comm)\" = sh ] && echo own-pids; \
+          touch /sys/kernel/x 2>/dev/null && echo SYS; \
+          grep -c sysfs /proc/self/mountinfo >/dev/null && echo sys-mounted");
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_SYS_ADMIN",
+        "CAP_KILL"
+    ]);
+    for set in ["bounding", "effective", "permitted"] {
+        r.config()["process"]["capabilities"][set] = caps.clone();
+    }
+    let (code, out, err) = r.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "own-pids\nsys-mounted\n",
+        "the container got more than its user"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host\n");
+}
+
+#[test]
+fn seccomp_capabilities_and_oom_score_adj() {
+    let mut r = Rootless::new("rl-process");
+    r.config()["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    r.config()["process"]["capabilities"] =
+        json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]});
+    r.config()["process"]["oomScoreAdj"] = json!(500);
+    r.config()["root"]["readonly"] = json!(false);
+    r.sh("mkdir /tmp/d 2>/dev/null || echo refused; grep CapEff /proc/self/status | tr -d '\\t'; cat /proc/self/oom_score_adj");
+    let (code, out, err) = r.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "refused\nCapEff:0000000000000020\n500\n");
+    // Lowering takes a privilege the user does not have.
+    r.config()["process"]["oomScoreAdj"] = json!(-500);
+    let (code, _, err) = r.run();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("process.oomScoreAdj -500") && err.contains("lower"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spec_rootless_is_runcs() {
+    let r = Rootless::new("rl-spec");
+    let dir = r.env.scratch.0.join("specdir");
+    std::fs::create_dir_all(&dir).unwrap();
+    nix::unistd::chown(&dir, Some(r.uid.into()), Some(r.gid.into())).unwrap();
+    let out = r.berth(&["spec", "--rootless", "-b", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["linux"]["uidMappings"][0]["hostID"], r.uid);
+    let kinds: Vec<&str> = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"user") && !kinds.contains(&"network") && !kinds.contains(&"cgroup"));
+    let sys = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/sys")
+        .unwrap();
+    assert!(sys["options"].as_array().unwrap().contains(&json!("rbind")));
+}
