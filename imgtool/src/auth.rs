@@ -10,7 +10,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::error::{Context, Error, Result};
-use crate::reference::DOCKER_HUB;
+use crate::reference::{api_host, DOCKER_HUB};
+use crate::registry::Registry;
 use crate::store::atomic_write;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -149,6 +150,41 @@ pub fn remove_in(path: &Path, registry: &str) -> Result<bool> {
     Ok(found)
 }
 
+/// The registry a user gave `login` or `logout` (a host, or a URL as
+/// docker takes it) as credentials are kept for it.
+pub fn registry_host(registry: &str) -> Result<String> {
+    let host = registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(Error::Other(format!("invalid registry {registry:?}")));
+    }
+    Ok(match host {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => DOCKER_HUB.into(),
+        other => other.to_string(),
+    })
+}
+
+/// `login`: checks `credentials` against `registry`, then stores them in
+/// the auth file; returns the registry as they are kept for it.
+pub fn login(registry: &str, credentials: &Credentials, plain_http: bool) -> Result<String> {
+    let host = registry_host(registry)?;
+    Registry::new(api_host(&host), Some(credentials.clone()), plain_http).check_login()?;
+    store_in(&auth_file(), &host, credentials)?;
+    Ok(host)
+}
+
+/// `logout`: removes the stored credentials for `registry`; returns the
+/// registry as they were kept for it.
+pub fn logout(registry: &str) -> Result<String> {
+    let host = registry_host(registry)?;
+    if !remove_in(&auth_file(), &host)? {
+        return Err(Error::Other(format!("not logged in to {host}")));
+    }
+    Ok(host)
+}
+
 fn write(path: &Path, file: &Map<String, Value>) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
@@ -193,5 +229,20 @@ mod tests {
         assert!(!remove_in(&p, "127.0.0.1:5000").unwrap());
         assert_eq!(lookup_in(&p, "127.0.0.1:5000").unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn registry_hosts_as_docker_takes_them() {
+        assert_eq!(registry_host("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(
+            registry_host("https://quay.io/v2/").unwrap(),
+            "quay.io".to_string()
+        );
+        assert_eq!(
+            registry_host("https://index.docker.io/v1/").unwrap(),
+            DOCKER_HUB
+        );
+        assert_eq!(registry_host("registry-1.docker.io").unwrap(), DOCKER_HUB);
+        assert!(registry_host("https://").is_err());
     }
 }

@@ -18,12 +18,13 @@ use serde_json::{json, Value};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Context, Error, Result};
 use crate::image::decompress;
-use crate::image::{Descriptor, ImageConfig, Manifest};
+use crate::image::{Descriptor, ImageConfig, Manifest, Platform};
 use crate::layer::{self, Mode};
 use crate::overlay::{self, Overlay};
-use crate::pull::unpack_blob;
+use crate::pull::{self, unpack_blob};
+use crate::reference::Reference;
 use crate::seccomp;
-use crate::store::{remove_tree, BundleRecord, ImageRecord, Store};
+use crate::store::{remove_tree, Access, BundleRecord, ImageRecord, Store};
 use crate::users;
 
 pub const METADATA: &str = ".berth-img.json";
@@ -757,6 +758,18 @@ pub(crate) fn write_etc_files(
     Ok(out)
 }
 
+/// `bundle`: the image `reference`, pulled first if the store lacks it (as
+/// `docker run` does), as the bundle `dir`.
+pub fn create_from_reference(
+    store: &Store,
+    reference: &Reference,
+    dir: &Path,
+    opts: &Options,
+) -> Result<PathBuf> {
+    let record = pull::ensure(store, reference, Platform::host(), false)?;
+    create(store, &reference.to_string(), &record, dir, opts)
+}
+
 /// Reads a bundle's metadata; errors if `dir` was not made by `bundle`.
 pub fn metadata(dir: &Path) -> Result<Metadata> {
     let p = dir.join(METADATA);
@@ -765,7 +778,7 @@ pub fn metadata(dir: &Path) -> Result<Metadata> {
     serde_json::from_slice(&data).map_err(|e| Error::Path(p, format!("corrupt: {e}")))
 }
 
-/// `rm-bundle`: unmounts and removes a bundle.
+/// Unmounts and removes a bundle, and drops its record from `store`.
 pub fn remove(store: Option<&Store>, dir: &Path) -> Result<()> {
     metadata(dir)?;
     let dir = fs::canonicalize(dir).context(|| format!("resolve {}", dir.display()))?;
@@ -775,6 +788,15 @@ pub fn remove(store: Option<&Store>, dir: &Path) -> Result<()> {
         s.remove_bundle(&dir);
     }
     Ok(())
+}
+
+/// `rm-bundle`: removes the bundle `dir` and its record in the store that
+/// made it (named in its metadata, whatever `--root` says), if that store
+/// still opens.
+pub fn remove_with_recorded_store(dir: &Path) -> Result<()> {
+    let meta = metadata(dir)?;
+    let store = Store::open(&meta.store, Access::Shared).ok();
+    remove(store.as_ref(), dir)
 }
 
 #[cfg(test)]

@@ -5,15 +5,24 @@
 //! `berth` under `--root ROOT/containers/.runtime`, named by NAME.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::build::copy::{self as copying, CopyOptions, Source};
+use crate::build::run::{find_runtime, find_sibling};
 use crate::bundle;
 use crate::error::{Context, Error, Result};
+use crate::image::Platform;
+use crate::inroot;
+use crate::reference::Reference;
 use crate::store::{unique_name, ImageRecord, Store};
+
+/// The shim whose `supervise` mode keeps detached containers.
+const SHIM: &str = "containerd-shim-berth-v2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +61,74 @@ pub struct Containers<'a> {
     pub runtime: PathBuf,
 }
 
+/// How `run` starts a container.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Generated (`berth_HEX`) when not given.
+    pub name: Option<String>,
+    pub bundle: bundle::Options,
+    /// Hand the container to the shim's `supervise` mode and return.
+    pub detach: bool,
+    /// Remove the container once it exits (in the foreground).
+    pub auto_remove: bool,
+}
+
+/// What became of a container `run` started.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Started {
+    /// Running under the shim, by this name.
+    Detached(String),
+    /// Ran in the foreground and exited with this status.
+    Exited(i32),
+}
+
+/// `run`: the image `reference`, pulled first if the store lacks it, as a
+/// new container, run by `runtime` (see [`find_runtime`]) in the
+/// foreground or handed to the shim.
+pub fn run(
+    store: &Store,
+    runtime: Option<&Path>,
+    reference: &Reference,
+    opts: &RunOptions,
+) -> Result<Started> {
+    let record = crate::pull::ensure(store, reference, Platform::host(), false)?;
+    let cs = Containers::new(store, runtime)?;
+    let c = cs.create(
+        opts.name.as_deref(),
+        &reference.to_string(),
+        &record,
+        &opts.bundle,
+        opts.detach,
+        opts.auto_remove,
+    )?;
+    if opts.detach {
+        let shim = find_sibling(SHIM).ok_or_else(|| {
+            Error::Other(format!("{SHIM} not found next to berth-img or on PATH"))
+        })?;
+        if let Err(e) = cs.run_detached(&c, &shim) {
+            let _ = cs.remove(&c.name, true);
+            return Err(e);
+        }
+        return Ok(Started::Detached(c.name));
+    }
+    let code = cs.run_foreground(&c)?;
+    if opts.auto_remove {
+        cs.remove(&c.name, true)?;
+    }
+    Ok(Started::Exited(code))
+}
+
+/// `NAME:PATH` (a path in a container) split, or None for a host path.
+fn split_container_path(s: &str) -> Option<(&str, &str)> {
+    let (name, path) = s.split_once(':')?;
+    (!name.is_empty() && !name.contains('/')).then_some((name, path))
+}
+
+/// The directory host paths given to `cp` are relative to.
+fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::Other(e.to_string()))
+}
+
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
@@ -59,6 +136,17 @@ fn valid_name(n: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl<'a> Containers<'a> {
+    /// The containers kept in `store`, run by `runtime` (see
+    /// [`find_runtime`]).
+    pub fn new(store: &'a Store, runtime: Option<&Path>) -> Result<Containers<'a>> {
+        Ok(Containers {
+            store,
+            runtime: find_runtime(runtime)?,
+        })
+    }
 }
 
 impl Containers<'_> {
@@ -112,6 +200,19 @@ impl Containers<'_> {
             }
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// `ps`: the containers, newest first, with their status; those that
+    /// exited only with `all`.
+    pub fn list_with_status(&self, all: bool) -> Result<Vec<(Container, Status)>> {
+        let mut out = Vec::new();
+        for c in self.list()? {
+            let status = self.status(&c.name);
+            if all || !matches!(status, Status::Exited(_)) {
+                out.push((c, status));
+            }
+        }
         Ok(out)
     }
 
@@ -248,7 +349,10 @@ impl Containers<'_> {
         Ok(())
     }
 
+    /// `exec`: runs `args` in the container `name`; returns its exit
+    /// status.
     pub fn exec(&self, name: &str, tty: bool, interactive: bool, args: &[String]) -> Result<i32> {
+        self.get(name)?;
         let mut cmd = self.berth();
         cmd.arg("exec");
         if tty {
@@ -356,6 +460,101 @@ impl Containers<'_> {
     pub fn rootfs(&self, name: &str) -> Result<PathBuf> {
         self.get(name)?;
         Ok(self.bundle_dir(name).join("rootfs"))
+    }
+
+    /// `logs`: what a detached container wrote, its stdout to `out` and its
+    /// stderr to `err`; with `follow`, also what it writes until it exits.
+    pub fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<()> {
+        self.get(name)?;
+        let log = self.log_path(name);
+        let mut pos = print_log(&log, 0, out, err)?;
+        while follow && !matches!(self.status(name), Status::Exited(_)) {
+            out.flush().map_err(|e| Error::Other(e.to_string()))?;
+            std::thread::sleep(Duration::from_millis(100));
+            pos = print_log(&log, pos, out, err)?;
+        }
+        if follow {
+            // What it wrote between the last look and its exit.
+            print_log(&log, pos, out, err)?;
+        }
+        Ok(())
+    }
+
+    /// `cp`: a file or directory between the host and a container's rootfs,
+    /// as docker cp copies it; exactly one of `source` and `destination` is
+    /// `NAME:PATH`, and container paths resolve inside the rootfs.
+    pub fn copy(&self, source: &str, destination: &str) -> Result<()> {
+        let (src_root, src_rel, dst_root, dst) = match (
+            split_container_path(source),
+            split_container_path(destination),
+        ) {
+            (Some((name, path)), None) => (
+                self.rootfs(name)?,
+                path.to_string(),
+                PathBuf::from("/"),
+                destination.to_string(),
+            ),
+            (None, Some((name, path))) => (
+                "/".into(),
+                source.to_string(),
+                self.rootfs(name)?,
+                path.to_string(),
+            ),
+            _ => {
+                return Err(Error::Other(
+                    "cp: exactly one of SOURCE and DESTINATION must be NAME:PATH".into(),
+                ))
+            }
+        };
+        let dst = if dst.starts_with('/') {
+            dst
+        } else if dst_root == Path::new("/") {
+            current_dir()?.join(&dst).to_string_lossy().into_owned()
+        } else {
+            format!("/{dst}")
+        };
+        let src_abs = if src_rel.starts_with('/') || src_root != Path::new("/") {
+            src_rel.clone()
+        } else {
+            current_dir()?.join(&src_rel).to_string_lossy().into_owned()
+        };
+        let rel = inroot::clean(Path::new(&src_abs));
+        let full = src_root.join(&rel);
+        let is_dir = fs::metadata(&full).map(|m| m.is_dir()).unwrap_or(false);
+        // docker cp copies a directory itself into an existing directory.
+        let dst_path = dst_root.join(inroot::clean(Path::new(&dst)));
+        let dst = if is_dir && dst_path.is_dir() {
+            format!(
+                "{}/{}",
+                dst.trim_end_matches('/'),
+                rel.file_name().unwrap_or_default().to_string_lossy()
+            )
+        } else {
+            dst
+        };
+        let source = Source {
+            root: src_root,
+            ignore: None,
+            label: "container or host".into(),
+        };
+        let rels = source.resolve(&rel.to_string_lossy())?;
+        copying::copy(
+            &source,
+            &rels,
+            &dst_root,
+            &dst,
+            &CopyOptions {
+                uid: 0,
+                gid: 0,
+                chmod: None,
+            },
+        )
     }
 }
 

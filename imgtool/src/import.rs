@@ -145,6 +145,69 @@ pub fn store_image(
     Ok(record)
 }
 
+/// `--change` lines (a subset of Dockerfile instructions: CMD, ENTRYPOINT,
+/// ENV, WORKDIR, USER, STOPSIGNAL, EXPOSE, LABEL) as the image's settings.
+pub fn parse_changes(lines: &[String]) -> Result<RunConfig> {
+    let mut rc = RunConfig::default();
+    for line in lines {
+        let (keyword, rest) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line.trim(), ""));
+        let rest = rest.trim();
+        let invalid = |want: &str| Error::Other(format!("--change {line:?}: want {want}"));
+        // JSON form, else shell form.
+        let list = || -> Vec<String> {
+            serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| vec!["/bin/sh".into(), "-c".into(), rest.into()])
+        };
+        match keyword.to_ascii_uppercase().as_str() {
+            "CMD" => rc.cmd = Some(list()),
+            "ENTRYPOINT" => rc.entrypoint = Some(list()),
+            "ENV" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .or_else(|| rest.split_once(' '))
+                    .ok_or_else(|| invalid("ENV KEY=VALUE"))?;
+                rc.env
+                    .get_or_insert_with(Vec::new)
+                    .push(format!("{k}={}", v.trim()));
+            }
+            "WORKDIR" => rc.working_dir = Some(rest.into()),
+            "USER" => rc.user = Some(rest.into()),
+            "STOPSIGNAL" => rc.stop_signal = Some(rest.into()),
+            "EXPOSE" => {
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    rc.exposed_ports
+                        .get_or_insert_with(Default::default)
+                        .insert(p, serde_json::json!({}));
+                }
+            }
+            "LABEL" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| invalid("LABEL KEY=VALUE"))?;
+                rc.labels
+                    .get_or_insert_with(Default::default)
+                    .insert(k.into(), v.trim_matches('"').into());
+            }
+            other => {
+                return Err(Error::Other(format!(
+                    "--change {line:?}: unsupported instruction {other}"
+                )))
+            }
+        }
+    }
+    Ok(rc)
+}
+
+/// `import`: the rootfs tar `tar_path` as a one-layer image named
+/// `reference`, with `run` as its settings.
 pub fn import(
     store: &Store,
     tar_path: &Path,
@@ -180,4 +243,45 @@ pub fn import(
         extra: Default::default(),
     };
     store_image(store, &reference.to_string(), &config, vec![desc])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(lines: &[&str]) -> Result<RunConfig> {
+        parse_changes(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn changes_in_json_and_shell_form() {
+        let rc = changes(&[
+            r#"CMD ["sh"]"#,
+            "entrypoint /init --quiet",
+            "ENV A=1",
+            "ENV B 2",
+            "EXPOSE 80 53/udp",
+            r#"LABEL org.example="x y""#,
+            "STOPSIGNAL SIGINT",
+        ])
+        .unwrap();
+        assert_eq!(rc.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(
+            rc.entrypoint,
+            Some(vec!["/bin/sh".into(), "-c".into(), "/init --quiet".into()])
+        );
+        assert_eq!(rc.env, Some(vec!["A=1".into(), "B=2".into()]));
+        let ports = rc.exposed_ports.unwrap();
+        assert!(ports.contains_key("80/tcp") && ports.contains_key("53/udp"));
+        assert_eq!(rc.labels.unwrap()["org.example"], "x y");
+        assert_eq!(rc.stop_signal.as_deref(), Some("SIGINT"));
+    }
+
+    #[test]
+    fn bad_changes_name_the_line() {
+        let e = changes(&["ENV"]).unwrap_err().to_string();
+        assert_eq!(e, r#"--change "ENV": want ENV KEY=VALUE"#);
+        let e = changes(&["FOO bar"]).unwrap_err().to_string();
+        assert_eq!(e, r#"--change "FOO bar": unsupported instruction FOO"#);
+    }
 }

@@ -16,6 +16,7 @@ pub mod image;
 pub mod import;
 pub mod inroot;
 pub mod layer;
+pub mod output;
 pub mod overlay;
 pub mod progress;
 pub mod pull;

@@ -24,11 +24,7 @@ pub struct Reference {
 impl Reference {
     /// The host the registry API is served on (`docker.io` is special).
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API
-        } else {
-            &self.registry
-        }
+        api_host(&self.registry)
     }
 
     /// The tag or digest the manifest is requested by.
@@ -59,6 +55,15 @@ impl Reference {
     /// allows plain HTTP without being told.
     pub fn is_loopback(&self) -> bool {
         is_loopback_host(&self.registry)
+    }
+}
+
+/// The host `registry`'s API is served on: Docker Hub's is not its name.
+pub fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        registry
     }
 }
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{verify_bytes, Digest};
 use crate::error::{Context, Error, Result};
 use crate::image::{ImageConfig, Manifest, ManifestDoc};
+use crate::reference::Reference;
 
 /// What `images.json` records for one reference.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -348,6 +349,76 @@ impl Store {
         Ok(found)
     }
 
+    /// The image a user named (`busybox`), with its normalised name
+    /// (`docker.io/library/busybox:latest`).
+    pub fn lookup(&self, reference: &str) -> Result<(String, ImageRecord)> {
+        let name = reference.parse::<Reference>()?.to_string();
+        match self.image(&name)? {
+            Some(record) => Ok((name, record)),
+            None => Err(Error::UnknownImage(name)),
+        }
+    }
+
+    /// `tag`: the image `source` under the name `target` as well.
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let (_, record) = self.lookup(source)?;
+        let name: Reference = target.parse()?;
+        if name.digest.is_some() {
+            return Err(Error::Other(format!(
+                "invalid tag {target:?}: a tag cannot carry a digest"
+            )));
+        }
+        self.set_image(
+            &name.to_string(),
+            ImageRecord {
+                updated: crate::pull::now_rfc3339(),
+                ..record
+            },
+        )
+    }
+
+    /// Removes the name a user gave (what `rmi` does before pruning);
+    /// returns it normalised.
+    pub fn untag(&self, reference: &str) -> Result<String> {
+        let name = reference.parse::<Reference>()?.to_string();
+        if !self.remove_image(&name)? {
+            return Err(Error::Other(format!("No such image: {name}")));
+        }
+        Ok(name)
+    }
+
+    /// Every image with its size and creation time, sorted by name (`images`).
+    pub fn summaries(&self) -> Result<Vec<ImageSummary>> {
+        let mut out = Vec::new();
+        for (name, record) in self.images()? {
+            let (manifest, config) = self.load(&record)?;
+            out.push(ImageSummary {
+                name,
+                size: self.image_size(&manifest),
+                created: config.created.unwrap_or_default(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `inspect`: an image's name, digest, manifest and config as one JSON
+    /// document, the documents as stored (unknown fields included).
+    pub fn inspect(&self, reference: &str) -> Result<serde_json::Value> {
+        let (name, record) = self.lookup(reference)?;
+        let document = |d: &Digest| -> Result<serde_json::Value> {
+            serde_json::from_slice(&self.read_blob(d)?).map_err(|e| Error::Other(e.to_string()))
+        };
+        let manifest = document(&record.digest)?;
+        let config = document(&record.config)?;
+        Ok(serde_json::json!({
+            "name": name,
+            "digest": record.digest,
+            "manifest": manifest,
+            "config": config,
+        }))
+    }
+
     /// The manifest and config an image record points at, both re-verified.
     pub fn load(&self, record: &ImageRecord) -> Result<(Manifest, ImageConfig)> {
         let body = self.read_blob(&record.digest)?;
@@ -478,6 +549,18 @@ impl Store {
     pub fn image_size(&self, manifest: &Manifest) -> u64 {
         manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>()
     }
+}
+
+/// One image as `images` lists it.
+#[derive(Debug)]
+pub struct ImageSummary {
+    /// The normalised reference.
+    pub name: String,
+    pub record: ImageRecord,
+    /// Bytes of its blobs (compressed), as `image_size` counts them.
+    pub size: u64,
+    /// When the config says it was made; empty when it does not say.
+    pub created: String,
 }
 
 #[derive(Debug, Default)]

@@ -17,19 +17,24 @@ pub fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
+    find_sibling("berth").ok_or_else(|| {
+        Error::Other("berth not found next to berth-img or on PATH (use --runtime)".into())
+    })
+}
+
+/// A program shipped next to this binary (as the workspace builds and
+/// installs them), else the first on PATH.
+pub fn find_sibling(name: &str) -> Option<PathBuf> {
     if let Ok(me) = std::env::current_exe() {
-        let sibling = me.with_file_name("berth");
+        let sibling = me.with_file_name(name);
         if sibling.is_file() {
-            return Ok(sibling);
+            return Some(sibling);
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .map(|d| d.join("berth"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::Other("berth not found next to berth-img or on PATH (use --runtime)".into())
-        })
 }
 
 /// Runs the bundle in `bundle` to completion; returns its exit status
