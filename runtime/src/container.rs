@@ -217,8 +217,14 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
         crate::cgroups::resources::validate(&layout, r)?;
     }
     let mut cgroup = Cgroup::resolve(&layout, &cgroups_path)?;
+    let unprivileged = !nix::unistd::geteuid().is_root();
     if opts.rootless {
-        crate::rootless::validate(linux)?;
+        // Root inside a user namespace of its own (rootless podman runs
+        // berth so) sets up the container as root does; only its cgroups
+        // are the user's.
+        if unprivileged {
+            crate::rootless::validate(linux)?;
+        }
         if !crate::rootless::cgroup_usable(&layout, &cgroup) && !opts.systemd_cgroup {
             crate::rootless::check_without_cgroup(linux.and_then(|l| l.resources().as_ref()))?;
             cgroup = Cgroup::default();
@@ -384,7 +390,7 @@ fn create_in(
         no_new_keyring: opts.no_new_keyring,
         // An unprivileged berth writes the maps itself: the init must stay
         // dumpable (its /proc files its user's) until then.
-        dumpable_until_go: opts.rootless && plan.new_user,
+        dumpable_until_go: plan.new_user && !nix::unistd::geteuid().is_root(),
         preserve_fds: listen_fds + opts.preserve_fds,
         seccomp: seccomp.as_ref(),
         seccomp_listener: seccomp_listener.as_ref().map(|f| f.as_raw_fd()),
@@ -407,7 +413,7 @@ fn create_in(
 
     if plan.new_user {
         let linux = linux.expect("user namespace implies linux");
-        if opts.rootless {
+        if !nix::unistd::geteuid().is_root() {
             crate::rootless::write_id_maps(pid, linux)?;
         } else {
             namespaces::write_id_maps(pid, linux)?;

@@ -164,7 +164,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
         linux,
         namespaces: &joins,
         joins_user,
-        rootless: opts.rootless,
+        rootless: opts.rootless && !nix::unistd::geteuid().is_root(),
         chroot: chroot.as_ref(),
         channel: child_end,
         console_socket: console_theirs.as_ref().map(|f| f.as_raw_fd()),
@@ -173,13 +173,11 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32> {
     };
     let pid = clone_child(args)?;
     drop(listener);
-    // From inside the container's user namespace there is no way back to
-    // the host's pid namespace, and no further child needs it.
-    if !moved_into_userns {
-        for guard in for_children {
-            guard.restore()?;
-        }
-    }
+    // berth exec starts no other process, so its children's pid and time
+    // namespaces stay the container's: switching back would need
+    // privileges over the host's namespaces that a berth inside a user
+    // namespace (rootless, or rootless podman's) does not have.
+    drop(for_children);
     drop(console_theirs);
     let kill_child = |e: Error| {
         // SAFETY: our own child.

@@ -457,7 +457,10 @@ fn setup_rootfs(a: &InitArgs, own_mount_ns: bool) -> Result<bool> {
         let devices = linux
             .and_then(|l| l.devices().as_deref())
             .unwrap_or_default();
-        devices::create_devices(&root, devices, a.plan.new_user)?;
+        // mknod is not allowed in any user namespace but the initial one:
+        // a new one, or the one berth runs in (rootless podman's).
+        let bind = a.plan.new_user || crate::rootless::in_user_namespace();
+        devices::create_devices(&root, devices, bind)?;
         devices::create_dev_symlinks(&root)?;
     }
 

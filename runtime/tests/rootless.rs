@@ -8,7 +8,7 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
@@ -330,4 +330,94 @@ fn spec_rootless_is_runcs() {
         .find(|m| m["destination"] == "/sys")
         .unwrap();
     assert!(sys["options"].as_array().unwrap().contains(&json!("rbind")));
+}
+
+/// Rootless podman (as the test user, its own storage) with berth as its
+/// OCI runtime: podman runs berth inside the user namespace it made, as
+/// root there, which berth must tell apart from a privileged host root.
+/// No network: this host's /dev/net/tun is root's only, so slirp4netns
+/// cannot run (the VM lane publishes a port).
+#[test]
+fn rootless_podman_runs_berth() {
+    let r = Rootless::new("rl-podman");
+    let image = r.env.scratch.0.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/mkimage");
+    assert!(Command::new(script).arg(&image).status().unwrap().success());
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // podman's own state: a home and a runtime dir of the test's own.
+    let home = r.env.scratch.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    nix::unistd::chown(&home, Some(r.uid.into()), Some(r.gid.into())).unwrap();
+    let podman = |args: &[&str]| -> Output {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--runtime")
+            .arg(BERTH)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &r.runtime_dir)
+            .current_dir(&home);
+        let (uid, gid) = (r.uid, r.gid);
+        // SAFETY: only setgroups/setgid/setuid between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        output_via_files(cmd, &r.env.scratch.0)
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = podman(args);
+        assert!(out.status.success(), "podman {args:?}: {}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    ok(&["load", "-i", image.to_str().unwrap()]);
+    let image = "docker.io/library/busybox:latest";
+    let out = ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map | wc -l",
+    ]);
+    assert_eq!(
+        out, "0\n2\n",
+        "a user namespace with the user and its subordinate ids"
+    );
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rl-web",
+        "--network",
+        "none",
+        image,
+        "sh",
+        "-c",
+        "echo started; sleep 100",
+    ]);
+    assert_eq!(
+        ok(&["exec", "rl-web", "sh", "-c", "echo exec-ok"]),
+        "exec-ok\n"
+    );
+    assert!(wait_until(15, || ok(&["logs", "rl-web"]).contains("started")));
+    assert!(ok(&["ps", "--format", "{{.Names}}"]).contains("rl-web"));
+    ok(&["stop", "-t", "1", "rl-web"]);
+    ok(&["rm", "rl-web"]);
+    assert!(!ok(&["ps", "-a", "--format", "{{.Names}}"]).contains("rl-web"));
+    // podman's storage is the user's; its pause process goes with it.
+    let _ = podman(&["system", "migrate"]);
+    let _ = Command::new("pkill")
+        .args(["-u", &r.uid.to_string(), "-f", "catatonit|podman pause"])
+        .status();
 }
