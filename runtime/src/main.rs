@@ -427,21 +427,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cli::command().print_help()?;
         return Ok(0);
     };
-    // The commands that keep no state need no --root.
-    match command {
-        Command::Spec { bundle, rootless } => {
-            commands::spec::spec(bundle, *rootless)?;
-            return Ok(0);
-        }
-        Command::Features => {
-            commands::features::features()?;
-            return Ok(0);
-        }
-        _ => {}
-    }
     let root = match &cli.root {
         Some(r) => r.clone(),
-        None if rootless => berth::rootless::default_root()?,
+        None if rootless => berth::rootless::default_root(),
         None => PathBuf::from("/run/berth"),
     };
     let g = Global { root, rootless };
@@ -584,7 +572,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             commands::events::events(&g, id, *stats, interval)?
         }
         Command::Resume { id } => commands::pause::resume(&g, id)?,
-        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        Command::Spec { bundle, rootless } => commands::spec::spec(bundle, *rootless)?,
+        Command::Features => commands::features::features()?,
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             return Err(berth::error::Error::Unsupported(
                 "checkpoint/restore (berth does not drive CRIU)".into(),

@@ -43,14 +43,13 @@ pub fn in_user_namespace() -> bool {
         .unwrap_or(false)
 }
 
-/// Where a rootless berth keeps its state unless `--root` says otherwise.
-pub fn default_root() -> Result<PathBuf> {
+/// Where a rootless berth keeps its state unless `--root` says otherwise:
+/// `$XDG_RUNTIME_DIR/berth`, else the directory systemd-logind makes for
+/// the user (`/run/user/UID/berth`).
+pub fn default_root() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => Ok(PathBuf::from(dir).join("berth")),
-        None => Err(Error::Config(
-            "rootless: XDG_RUNTIME_DIR is not set; set it (e.g. /run/user/$(id -u)) or pass --root"
-                .into(),
-        )),
+        Some(dir) => PathBuf::from(dir).join("berth"),
+        None => PathBuf::from(format!("/run/user/{}/berth", nix::unistd::geteuid())),
     }
 }
 
