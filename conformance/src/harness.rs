@@ -296,12 +296,16 @@ impl Ctx {
         }
     }
 
-    /// The container's cgroup directory in a v1 controller, or None.
+    /// A file of the container's cgroup in a v1 controller (on a pure
+    /// cgroup v2 host, of its one cgroup whatever the controller), or None.
     pub fn cgroup_file(&self, controller: &str, file: &str) -> Option<String> {
-        let p = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(&self.id)
-            .join(file);
+        let base = Path::new("/sys/fs/cgroup");
+        let dir = if base.join("cgroup.controllers").exists() {
+            base.join(&self.id)
+        } else {
+            base.join(controller).join(&self.id)
+        };
+        let p = dir.join(file);
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())

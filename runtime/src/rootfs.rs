@@ -264,10 +264,13 @@ pub fn prepare(rootfs: &Path, propagation: MsFlags, own_mount_ns: bool) -> Resul
         mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
             .ctx(|| "make / propagation private to the container")?;
     }
-    if own_mount_ns && propagation.contains(MsFlags::MS_SHARED) {
+    if own_mount_ns {
         // pivot_root refuses a new root whose parent mount is shared: that
-        // is the mount the rootfs is on, its own when it is a mount point
-        // (containerd's overlay), which runc makes private too.
+        // is the mount the rootfs is on (its own when it is a mount point,
+        // as containerd's overlay is), which the propagation above may not
+        // have reached (`private` is not recursive) or made shared
+        // (`rshared`). runc makes it private always, and so the rootfs bind
+        // below propagates nowhere.
         if let Some(parent) = mount_point_of(rootfs) {
             mount(
                 None::<&str>,

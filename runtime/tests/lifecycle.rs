@@ -335,6 +335,10 @@ fn systemd_cgroup_is_a_clear_error_here() {
     let mut env = Env::new("systemd-cgroup");
     env.sh("true");
     env.write_config();
+    if berth::cgroups::systemd::is_running() {
+        eprintln!("skipped: systemd runs here (tests/systemd.rs covers the driver)");
+        return;
+    }
     let out = env.berth(&[
         "--systemd-cgroup",
         "run",

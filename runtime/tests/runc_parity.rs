@@ -267,17 +267,27 @@ fn no_mount_namespace_is_the_hosts() {
 #[test]
 fn a_frozen_cgroup_is_refused() {
     let env = Env::new("parity-frozen");
-    let freezer = env.cgroup_dir("freezer");
-    std::fs::create_dir_all(&freezer).unwrap();
-    struct Thaw(std::path::PathBuf);
+    // v1: the freezer hierarchy's freezer.state; v2: cgroup.freeze.
+    let (dir, file, frozen, thawed) = if pure_v2() {
+        (env.cgroup_dir(""), "cgroup.freeze", "1", "0")
+    } else {
+        (
+            env.cgroup_dir("freezer"),
+            "freezer.state",
+            "FROZEN",
+            "THAWED",
+        )
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Thaw(std::path::PathBuf, &'static str, &'static str);
     impl Drop for Thaw {
         fn drop(&mut self) {
-            let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(self.0.join(self.1), self.2);
             let _ = std::fs::remove_dir(&self.0);
         }
     }
-    let _thaw = Thaw(freezer.clone());
-    std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+    let _thaw = Thaw(dir.clone(), file, thawed);
+    std::fs::write(dir.join(file), frozen).unwrap();
     for (name, code, _, err) in both(&env) {
         assert_ne!(code, 0, "{name}");
         assert!(
@@ -286,7 +296,7 @@ fn a_frozen_cgroup_is_refused() {
         );
     }
     assert_eq!(
-        std::fs::read_to_string(freezer.join("cgroup.procs")).unwrap(),
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
         ""
     );
 }

@@ -7,22 +7,47 @@ use serde_json::{json, Value};
 use super::{case, Case};
 use crate::harness::{expect_eq, Ctx, Verdict};
 
-/// Creates the container with `resources` and compares one cgroup file.
+/// Whether this host has only the cgroup2 hierarchy.
+fn pure_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Creates the container with `resources` and compares one cgroup file:
+/// the v1 controller's, or on a pure cgroup v2 host the v2 file `v2` names
+/// (None: v2 has no such setting, a skip that says so).
 fn resource_case(
     name: &'static str,
     resources: Value,
     controller: &'static str,
     file: &'static str,
     want: &'static str,
+    v2: Option<(&'static str, &'static str)>,
 ) -> Case {
     case(format!("cgroups/{name}"), move |c: &mut Ctx| {
-        if !std::path::Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join("cgroup.procs")
-            .exists()
-        {
+        let (controller, file, want) = if pure_v2() {
+            let Some((file, want)) = v2 else {
+                return Err(Verdict::Skip(format!(
+                    "cgroup v2 has no equivalent of {file}"
+                )));
+            };
+            (file.split('.').next().unwrap_or(controller), file, want)
+        } else {
+            (controller, file, want)
+        };
+        let available = if pure_v2() {
+            std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+                .unwrap_or_default()
+                .split_whitespace()
+                .any(|c| c == controller)
+        } else {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("cgroup.procs")
+                .exists()
+        };
+        if !available {
             return Err(Verdict::Skip(format!(
-                "the {controller} controller is not mounted on this host"
+                "the {controller} controller is not available on this host"
             )));
         }
         c.set("/linux/resources", resources.clone());
@@ -48,6 +73,7 @@ pub fn cases() -> Vec<Case> {
             "memory",
             "memory.limit_in_bytes",
             "67108864",
+            Some(("memory.max", "67108864")),
         ),
         resource_case(
             "memory-reservation",
@@ -55,6 +81,7 @@ pub fn cases() -> Vec<Case> {
             "memory",
             "memory.soft_limit_in_bytes",
             "33554432",
+            Some(("memory.low", "33554432")),
         ),
         resource_case(
             "memory-swap",
@@ -62,6 +89,7 @@ pub fn cases() -> Vec<Case> {
             "memory",
             "memory.memsw.limit_in_bytes",
             "100663296",
+            Some(("memory.swap.max", "33554432")),
         ),
         resource_case(
             "memory-swappiness",
@@ -69,6 +97,7 @@ pub fn cases() -> Vec<Case> {
             "memory",
             "memory.swappiness",
             "37",
+            None,
         ),
         resource_case(
             "cpu-shares",
@@ -76,6 +105,7 @@ pub fn cases() -> Vec<Case> {
             "cpu",
             "cpu.shares",
             "777",
+            Some(("cpu.weight", "30")),
         ),
         resource_case(
             "cpu-quota",
@@ -83,6 +113,7 @@ pub fn cases() -> Vec<Case> {
             "cpu",
             "cpu.cfs_quota_us",
             "33000",
+            Some(("cpu.max", "33000 100000")),
         ),
         resource_case(
             "cpu-period",
@@ -90,6 +121,7 @@ pub fn cases() -> Vec<Case> {
             "cpu",
             "cpu.cfs_period_us",
             "110000",
+            Some(("cpu.max", "33000 110000")),
         ),
         resource_case(
             "cpuset-cpus",
@@ -97,6 +129,7 @@ pub fn cases() -> Vec<Case> {
             "cpuset",
             "cpuset.cpus",
             "0",
+            Some(("cpuset.cpus", "0")),
         ),
         resource_case(
             "pids-limit",
@@ -104,6 +137,7 @@ pub fn cases() -> Vec<Case> {
             "pids",
             "pids.max",
             "42",
+            Some(("pids.max", "42")),
         ),
         resource_case(
             "blkio-throttle-read-bps",
@@ -111,6 +145,7 @@ pub fn cases() -> Vec<Case> {
             "blkio",
             "blkio.throttle.read_bps_device",
             "254:0 1048576",
+            None,
         ),
         resource_case(
             "hugetlb-limit",
@@ -118,6 +153,7 @@ pub fn cases() -> Vec<Case> {
             "hugetlb",
             "hugetlb.2MB.limit_in_bytes",
             "6291456",
+            Some(("hugetlb.2MB.max", "6291456")),
         ),
         resource_case(
             "network-class-id",
@@ -125,6 +161,7 @@ pub fn cases() -> Vec<Case> {
             "net_cls,net_prio",
             "net_cls.classid",
             "1048578",
+            None,
         ),
         case("cgroups/path-absolute-placement", |c: &mut Ctx| {
             c.sh("sleep 60");

@@ -198,11 +198,16 @@ impl Env {
     }
 
     /// The container's cgroup directory in the given v1 controller (or
-    /// "unified"), as the config names it.
+    /// "unified"), as the config names it; on a pure cgroup v2 host the one
+    /// directory whatever the name.
     pub fn cgroup_dir(&self, hierarchy: &str) -> PathBuf {
-        PathBuf::from("/sys/fs/cgroup")
-            .join(hierarchy)
-            .join(format!("berth-test-{}", self.id))
+        let base = PathBuf::from("/sys/fs/cgroup");
+        let base = if pure_v2() {
+            base
+        } else {
+            base.join(hierarchy)
+        };
+        base.join(format!("berth-test-{}", self.id))
     }
 
     pub fn expect_no_state(&self) {
@@ -279,6 +284,11 @@ pub fn output_via_files(mut cmd: Command, dir: &Path) -> Output {
     let _ = std::fs::remove_file(&o);
     let _ = std::fs::remove_file(&e);
     out
+}
+
+/// Whether this host has only the cgroup2 hierarchy (the VM lane's guest).
+pub fn pure_v2() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 /// Polls `cond` every 20 ms for up to `secs` seconds; whether it came
