@@ -159,10 +159,12 @@ impl CgroupsPath {
     pub fn parse(path: Option<&Path>, id: &str, systemd_driver: bool) -> Result<CgroupsPath> {
         if systemd_driver {
             let s = path.map(|p| p.to_string_lossy().into_owned());
-            return Ok(CgroupsPath::Systemd(systemd::UnitPath::parse(
-                s.as_deref(),
-                id,
-            )?));
+            let mut unit = systemd::UnitPath::parse(s.as_deref(), id)?;
+            if !nix::unistd::geteuid().is_root() {
+                // A user manager's units live under its own cgroup.
+                unit.manager_root = systemd::Manager::connect()?.control_group()?;
+            }
+            return Ok(CgroupsPath::Systemd(unit));
         }
         let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
             return Ok(CgroupsPath::Relative(PathBuf::from(id)));

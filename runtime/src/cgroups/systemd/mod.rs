@@ -51,12 +51,22 @@ pub fn is_running() -> bool {
 pub struct UnitPath {
     pub slice: String,
     pub unit: String,
+    /// The cgroup of the manager the unit belongs to: `/` for the system
+    /// manager, the user manager's own (`/user.slice/user-1000.slice/
+    /// user@1000.service`) for an unprivileged user.
+    pub manager_root: PathBuf,
 }
 
 impl UnitPath {
     /// runc's reading of a systemd cgroupsPath; absent means
     /// `system.slice:berth:<id>`.
     pub fn parse(path: Option<&str>, id: &str) -> Result<UnitPath> {
+        let default_slice = if nix::unistd::geteuid().is_root() {
+            "system.slice"
+        } else {
+            // As runc: a user manager has no system.slice.
+            "user.slice"
+        };
         let (slice, prefix, name) = match path.filter(|p| !p.is_empty()) {
             None => ("", "berth", id),
             Some(p) => {
@@ -70,7 +80,7 @@ impl UnitPath {
             }
         };
         let slice = if slice.is_empty() {
-            "system.slice"
+            default_slice
         } else {
             slice
         };
@@ -94,19 +104,22 @@ impl UnitPath {
         Ok(UnitPath {
             slice: slice.to_string(),
             unit,
+            manager_root: PathBuf::from("/"),
         })
     }
 
     /// The cgroup, absolute within each hierarchy: the slice nested as
     /// systemd nests it, then the unit.
     pub fn cgroup(&self) -> Result<PathBuf> {
-        let mut p = expand_slice(&self.slice)?;
-        if self.unit.ends_with(".slice") {
+        let inner = if self.unit.ends_with(".slice") {
             // A slice unit of its own: its name nests like any slice.
-            return expand_slice(&self.unit);
-        }
-        p.push(&self.unit);
-        Ok(p)
+            expand_slice(&self.unit)?
+        } else {
+            expand_slice(&self.slice)?.join(&self.unit)
+        };
+        Ok(self
+            .manager_root
+            .join(inner.strip_prefix("/").unwrap_or(&inner)))
     }
 }
 
@@ -171,6 +184,21 @@ impl Manager {
         self.channel
             .send_with_reply_and_block(build(msg), CALL_TIMEOUT)
             .map_err(|e| Error::Other(format!("systemd {method}: {}", message_of(&e))))
+    }
+
+    /// The cgroup the manager's units live under (its `ControlGroup`).
+    pub fn control_group(&self) -> Result<PathBuf> {
+        let msg = Message::new_method_call(DEST, PATH, "org.freedesktop.DBus.Properties", "Get")
+            .map_err(|e| Error::Other(format!("systemd ControlGroup: {e}")))?;
+        let reply = self
+            .channel
+            .send_with_reply_and_block(msg.append2(MANAGER, "ControlGroup"), CALL_TIMEOUT)
+            .map_err(|e| Error::Other(format!("systemd ControlGroup: {}", message_of(&e))))?;
+        let cg = reply
+            .read1::<Variant<String>>()
+            .map_err(|e| Error::Other(format!("systemd ControlGroup: {e}")))?
+            .0;
+        Ok(PathBuf::from(if cg.is_empty() { "/" } else { &cg }))
     }
 
     /// systemd's version (the number before any dot or dash), for the
