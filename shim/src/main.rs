@@ -25,6 +25,13 @@ fn start(flags: &shim::Flags) -> Result<(), shim::Error> {
         debug: flags.debug,
     };
     let (_pid, address) = shim::spawn(opts, &grouping, Vec::new())?;
+    // The bundle's `address` file (the cwd is the bundle), as the runc shim
+    // writes it for every container: containerd reconnects to running
+    // shims through it after a restart, and treats a bundle without one as
+    // a dead shim (it kills and deletes the container). The crate writes it
+    // only when the pod's shim already runs.
+    std::fs::write("address", &address)
+        .map_err(|e| shim::Error::Other(format!("write the bundle's address file: {e}")))?;
     print!("{address}");
     Ok(())
 }

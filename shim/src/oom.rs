@@ -26,17 +26,26 @@ fn mount_point(controller: Option<&str>) -> Option<PathBuf> {
     })
 }
 
-/// The memory cgroup of `pid`, and whether it is a v2 one.
-fn memory_cgroup(pid: i32) -> Option<(PathBuf, bool)> {
+/// The cgroup of `pid` in the v1 hierarchy carrying `controller` (None on
+/// a pure cgroup2 host).
+pub fn v1_dir(pid: i32, controller: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    for l in text.lines() {
+    text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        if controllers.split(',').any(|c| c == "memory") {
-            let base = mount_point(Some("memory"))?;
-            return Some((base.join(path.trim_start_matches('/')), false));
+        if !controllers.split(',').any(|c| c == controller) {
+            return None;
         }
+        Some(mount_point(Some(controller))?.join(path.trim_start_matches('/')))
+    })
+}
+
+/// The memory cgroup of `pid`, and whether it is a v2 one.
+fn memory_cgroup(pid: i32) -> Option<(PathBuf, bool)> {
+    if let Some(dir) = v1_dir(pid, "memory") {
+        return Some((dir, false));
     }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
     let base = mount_point(None)?;
     let dir = base.join(path.trim_start_matches('/'));

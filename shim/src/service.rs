@@ -302,6 +302,13 @@ fn runtime_options(
     })
 }
 
+/// The error of a failed create, start or exec as runc's shim words it
+/// ("OCI runtime create failed: " and the runtime's last error): what the
+/// CRI hands the kubelet, and what tools match on.
+fn runtime_error(op: &str, e: String) -> String {
+    format!("OCI runtime {op} failed: {e}")
+}
+
 /// The last error berth logged (containerd shows it to its user).
 fn last_log_error(bundle: &Path) -> Option<String> {
     let text = std::fs::read_to_string(bundle.join("log.json")).ok()?;
@@ -440,6 +447,44 @@ fn copy_console(master: &Arc<OwnedFd>, p: &Proc) {
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut input, &mut to);
             });
+        }
+    }
+}
+
+/// CPU time on cgroup v1 and hybrid hosts, as runc's shim reports it: the
+/// cpuacct hierarchy's usage (ns), per CPU, and user/system time (clock
+/// ticks, in ns), with cpu.stat's throttled time. The crate's collector
+/// reads cgroup v2's cpu.stat keys only: without this the CRI's stats (and
+/// the kubelet's metrics) showed no CPU use at all.
+fn v1_cpu(pid: i32, m: &mut shim::protos::cgroups::metrics::Metrics) {
+    let Some(acct) = crate::oom::v1_dir(pid, "cpuacct") else {
+        return;
+    };
+    let read = |f: &str| std::fs::read_to_string(acct.join(f)).unwrap_or_default();
+    let cpu = m.cpu.mut_or_insert_default();
+    let usage = cpu.usage.mut_or_insert_default();
+    usage.total = read("cpuacct.usage").trim().parse().unwrap_or(0);
+    usage.per_cpu = read("cpuacct.usage_percpu")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    for l in read("cpuacct.stat").lines() {
+        if let Some((k, v)) = l.split_once(' ') {
+            let ns = v.trim().parse::<u64>().unwrap_or(0) * (1_000_000_000 / hz);
+            match k {
+                "user" => usage.user = ns,
+                "system" => usage.kernel = ns,
+                _ => {}
+            }
+        }
+    }
+    if let Some(dir) = crate::oom::v1_dir(pid, "cpu") {
+        let stat = std::fs::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
+        let throttled = stat.lines().find_map(|l| l.strip_prefix("throttled_time "));
+        if let Some(t) = throttled.and_then(|t| t.trim().parse().ok()) {
+            cpu.throttling.mut_or_insert_default().throttled_time = t;
         }
     }
 }
@@ -901,7 +946,7 @@ impl shim::Task for Service {
             &self.namespace,
             &mut init,
         )
-        .map_err(internal)?;
+        .map_err(|e| internal(runtime_error("create", e)))?;
         let pid = read_pid(&pid_file);
         init.pid = pid;
         self.state.0.lock().expect("tasks").tasks.insert(
@@ -950,7 +995,8 @@ impl shim::Task for Service {
             )
         })?;
         if req.exec_id.is_empty() {
-            berth(&runtime, &bundle, &["start", &req.id], None).map_err(internal)?;
+            berth(&runtime, &bundle, &["start", &req.id], None)
+                .map_err(|e| internal(runtime_error("start", e)))?;
             let pid = self.with_task(&req.id, |t| {
                 t.started = true;
                 t.init.pid
@@ -970,15 +1016,27 @@ impl shim::Task for Service {
         let pid_file = bundle.join(format!("exec-{}.pid", req.exec_id));
         let (s, pf) = (spec.display().to_string(), pid_file.display().to_string());
         let args = ["exec", "--process", &s, "--detach", "--pid-file", &pf];
-        launch(
+        if let Err(e) = launch(
             &runtime,
             &bundle,
             &args,
             &req.id,
             &self.namespace,
             &mut exec,
-        )
-        .map_err(internal)?;
+        ) {
+            // An exec that failed to start is over, as in runc's shim (it
+            // releases the exec's waiters): containerd deletes it with
+            // WithProcessKill, which waits for it, and would otherwise
+            // wait out its one-minute cleanup context (a CRI ExecSync of
+            // a missing command took 60 s).
+            if let Some(p) = self.state.0.lock().expect("tasks").tasks.get_mut(&req.id) {
+                if let Some(p) = p.execs.get_mut(&req.exec_id) {
+                    p.exit = Some((255, now()));
+                }
+            }
+            self.state.1.notify_all();
+            return Err(internal(runtime_error("exec", e)));
+        }
         let pid = read_pid(&pid_file);
         let already_exited = {
             let mut tasks = self.state.0.lock().expect("tasks");
@@ -1219,8 +1277,9 @@ impl shim::Task for Service {
                 ..Default::default()
             });
         }
-        let metrics =
+        let mut metrics =
             shim::cgroup::collect_metrics(pid as u32).map_err(|e| internal(e.to_string()))?;
+        v1_cpu(pid, &mut metrics);
         let any =
             shim::util::convert_to_any(Box::new(metrics)).map_err(|e| internal(e.to_string()))?;
         Ok(api::StatsResponse {

@@ -17,6 +17,9 @@
 //! berth talks to systemd itself over its private socket
 //! (/run/systemd/private, root only: no bus daemon needed), or, for an
 //! unprivileged user, the user manager's (`$XDG_RUNTIME_DIR/systemd/private`).
+//! A direct connection gets the manager's signals (JobRemoved) without
+//! asking: `Subscribe` is for the bus, and on a direct connection made
+//! just for it systemd never answers.
 //! The client is libdbus (the `dbus` crate, built in): synchronous and
 //! thread-free, which berth's fork-like clone of the init requires.
 
@@ -245,7 +248,6 @@ impl Manager {
             all.push(prop("Wants", vec![unit.slice.clone()]));
         }
         all.extend(props);
-        self.subscribe()?;
         let aux: Vec<(String, Vec<Property>)> = Vec::new();
         let reply = self.call("StartTransientUnit", |m| {
             m.append3(unit.unit.as_str(), "replace", all).append1(aux)
@@ -273,7 +275,6 @@ impl Manager {
     /// Stops `unit` and waits until it is gone; a unit that no longer
     /// exists (its last process died and systemd collected it) is fine.
     pub fn stop(&self, unit: &str) -> Result<()> {
-        self.subscribe()?;
         let job = match self.call("StopUnit", |m| m.append2(unit, "replace")) {
             Ok(r) => r
                 .read1::<dbus::Path>()
@@ -298,16 +299,6 @@ impl Manager {
         }
         self.call("SetUnitProperties", |m| m.append3(unit, true, props))
             .map(drop)
-    }
-
-    /// Asks systemd to send job signals to this connection.
-    fn subscribe(&self) -> Result<()> {
-        match self.call("Subscribe", |m| m) {
-            Ok(_) => Ok(()),
-            // Subscribing twice is harmless.
-            Err(Error::Other(e)) if e.contains("AlreadySubscribed") => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Waits for `JobRemoved` of `job`; returns its result ("done", "failed", ...).
