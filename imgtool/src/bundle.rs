@@ -92,12 +92,30 @@ const ALL_CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The container's network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Network {
     /// A new network namespace with only loopback.
     #[default]
     None,
+    /// The host's.
     Host,
+    /// The namespace pinned at this path (made and wired by
+    /// `crate::network` before the container starts).
+    Join(PathBuf),
+}
+
+/// A bind mount into the container: a host path, or a volume's data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+    /// `rprivate` unless set.
+    pub propagation: Option<String>,
+    /// The volume directory to fill from the image's content at
+    /// `destination` first, if the volume is empty.
+    pub fill_volume: Option<PathBuf>,
 }
 
 /// `docker run`-style options for the container the bundle describes.
@@ -107,7 +125,9 @@ pub struct Options {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub entrypoint: Option<String>,
-    pub volumes: Vec<String>,
+    /// Bind mounts (`-v`, `--mount`, volumes), after the runtime's own.
+    pub binds: Vec<BindMount>,
+    /// `--tmpfs` values: `DST[:OPTIONS]`.
     pub tmpfs: Vec<String>,
     pub hostname: Option<String>,
     pub tty: bool,
@@ -122,6 +142,9 @@ pub struct Options {
     pub copy: bool,
     /// Replace the image's Cmd.
     pub args: Vec<String>,
+    /// The config's `hooks` (runtime-spec config.md "POSIX-platform
+    /// Hooks"), if any.
+    pub hooks: Option<Value>,
 }
 
 /// What `DIR/.berth-img.json` records.
@@ -209,43 +232,6 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(caps)
-}
-
-struct Volume {
-    source: PathBuf,
-    destination: String,
-    read_only: bool,
-}
-
-fn parse_volume(v: &str) -> Result<Volume> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let bad = |why: &str| Error::invalid("volume", format!("{v:?}: {why}"));
-    if parts.len() < 2 || parts.len() > 3 {
-        return Err(bad("want SRC:DST[:ro]"));
-    }
-    if !parts[0].starts_with('/') {
-        return Err(bad(
-            "named volumes are not supported; SRC must be an absolute host path",
-        ));
-    }
-    if !parts[1].starts_with('/') {
-        return Err(bad("DST must be an absolute path"));
-    }
-    let mut read_only = false;
-    if let Some(opts) = parts.get(2) {
-        for o in opts.split(',') {
-            match o {
-                "ro" => read_only = true,
-                "rw" | "z" | "Z" | "" => {}
-                other => return Err(bad(&format!("unknown option {other:?}"))),
-            }
-        }
-    }
-    Ok(Volume {
-        source: PathBuf::from(parts[0]),
-        destination: parts[1].to_string(),
-        read_only,
-    })
 }
 
 fn validate_env(e: &str) -> Result<()> {
@@ -399,22 +385,24 @@ pub fn spec(
             &["rbind", "rprivate"],
         ));
     }
-    for v in &opts.volumes {
-        let v = parse_volume(v)?;
-        if !v.source.exists() {
+    // Parents before what is mounted inside them, as docker sorts them.
+    let mut binds: Vec<&BindMount> = opts.binds.iter().collect();
+    binds.sort_by_key(|b| Path::new(&b.destination).components().count());
+    for b in binds {
+        if !b.source.exists() {
             return Err(Error::Path(
-                v.source.clone(),
-                "volume source does not exist".into(),
+                b.source.clone(),
+                format!("bind source for {} does not exist", b.destination),
             ));
         }
-        let mut o = vec!["rbind", "rprivate"];
-        if v.read_only {
+        let mut o = vec!["rbind", b.propagation.as_deref().unwrap_or("rprivate")];
+        if b.read_only {
             o.push("ro");
         }
         mounts.push(mount(
-            &v.destination,
+            &b.destination,
             "bind",
-            &v.source.to_string_lossy(),
+            &b.source.to_string_lossy(),
             &o,
         ));
     }
@@ -438,8 +426,10 @@ pub fn spec(
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if opts.network == Network::None {
-        namespaces.push(json!({"type": "network"}));
+    match &opts.network {
+        Network::None => namespaces.push(json!({"type": "network"})),
+        Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
+        Network::Host => {}
     }
 
     let mut resources = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
@@ -494,7 +484,7 @@ pub fn spec(
         image_name.into(),
     );
 
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
             "terminal": opts.tty,
@@ -522,6 +512,9 @@ pub fn spec(
             "seccomp": seccomp::default_profile(&caps)
         }
     });
+    if let Some(h) = &opts.hooks {
+        spec["hooks"] = h.clone();
+    }
     // What we write must be a spec the chosen crate (and so any runtime)
     // accepts.
     serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
@@ -534,8 +527,29 @@ fn validate(opts: &Options) -> Result<()> {
     for e in &opts.env {
         validate_env(e)?;
     }
-    for v in &opts.volumes {
-        parse_volume(v)?;
+    let mut seen: Vec<String> = Vec::new();
+    let dests = opts
+        .binds
+        .iter()
+        .map(|b| b.destination.as_str())
+        .chain(opts.tmpfs.iter().map(|t| t.split(':').next().unwrap_or("")));
+    for d in dests {
+        if !d.starts_with('/') {
+            return Err(Error::invalid(
+                "mount",
+                format!("{d:?}: the container path must be absolute"),
+            ));
+        }
+        let clean = crate::inroot::clean(Path::new(d))
+            .to_string_lossy()
+            .into_owned();
+        if seen.contains(&clean) {
+            return Err(Error::invalid(
+                "mount",
+                format!("duplicate mount point: {d}"),
+            ));
+        }
+        seen.push(clean);
     }
     if let Some(m) = &opts.memory {
         parse_bytes(m)?;
@@ -695,11 +709,18 @@ pub fn create(
         "overlay"
     };
 
+    // Volumes mounted for the first time get the image's content there.
+    for b in &opts.binds {
+        if let Some(volume) = &b.fill_volume {
+            crate::volume::fill_from_image(volume, &rootfs, &b.destination)?;
+        }
+    }
+
     let hostname = opts
         .hostname
         .clone()
         .unwrap_or_else(|| default_hostname(&dir));
-    let etc = write_etc_files(&dir, &hostname, opts.network)?;
+    let etc = write_etc_files(&dir, &hostname, &opts.network)?;
     let spec = spec(&config, opts, &rootfs, &hostname, &etc, name)?;
     let config_path = dir.join("config.json");
     crate::store::atomic_write(
@@ -733,18 +754,25 @@ pub fn create(
 
 /// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` for the container,
 /// kept in the bundle and bind-mounted, as docker does.
+///
+/// A joined namespace starts with the same hosts file as a private one;
+/// `crate::network` rewrites it once the container's addresses are known.
 pub(crate) fn write_etc_files(
     dir: &Path,
     hostname: &str,
-    net: Network,
+    net: &Network,
 ) -> Result<BTreeMap<&'static str, PathBuf>> {
     let etc = dir.join(".etc");
     fs::create_dir_all(&etc).context(|| format!("create {}", etc.display()))?;
     let hosts = match net {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+        Network::None | Network::Join(_) => format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
     };
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match net {
+        Network::Join(_) => crate::network::hosts::resolv_conf(&host_resolv),
+        _ => host_resolv,
+    };
     let mut out = BTreeMap::new();
     for (dest, name, content) in [
         ("/etc/hosts", "hosts", hosts),
@@ -831,12 +859,26 @@ mod tests {
     }
 
     #[test]
-    fn volumes() {
-        assert!(parse_volume("/a:/b:ro").unwrap().read_only);
-        assert!(parse_volume("name:/b").is_err());
-        assert!(parse_volume("/a:b").is_err());
-        assert!(parse_volume("/a").is_err());
-        assert!(parse_volume("/a:/b:rx").is_err());
+    fn mount_points_are_checked() {
+        let bind = |d: &str| BindMount {
+            source: "/".into(),
+            destination: d.into(),
+            ..Default::default()
+        };
+        let mut o = Options {
+            binds: vec![bind("/data"), bind("/data/")],
+            ..Default::default()
+        };
+        let e = validate(&o).unwrap_err().to_string();
+        assert_eq!(e, "invalid mount: duplicate mount point: /data/");
+        o.binds = vec![bind("/data")];
+        o.tmpfs = vec!["/data:size=1m".into()];
+        assert!(validate(&o).unwrap_err().to_string().contains("duplicate"));
+        o.tmpfs = vec!["run".into()];
+        assert!(validate(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("must be absolute"));
     }
 
     #[test]

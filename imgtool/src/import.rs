@@ -146,7 +146,8 @@ pub fn store_image(
 }
 
 /// `--change` lines (a subset of Dockerfile instructions: CMD, ENTRYPOINT,
-/// ENV, WORKDIR, USER, STOPSIGNAL, EXPOSE, LABEL) as the image's settings.
+/// ENV, WORKDIR, USER, STOPSIGNAL, EXPOSE, VOLUME, LABEL) as the image's
+/// settings.
 pub fn parse_changes(lines: &[String]) -> Result<RunConfig> {
     let mut rc = RunConfig::default();
     for line in lines {
@@ -184,6 +185,19 @@ pub fn parse_changes(lines: &[String]) -> Result<RunConfig> {
                         format!("{p}/tcp")
                     };
                     rc.exposed_ports
+                        .get_or_insert_with(Default::default)
+                        .insert(p, serde_json::json!({}));
+                }
+            }
+            "VOLUME" => {
+                // JSON form, else space-separated paths.
+                let paths = serde_json::from_str::<Vec<String>>(rest)
+                    .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
+                if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/')) {
+                    return Err(invalid("VOLUME with absolute paths"));
+                }
+                for p in paths {
+                    rc.volumes
                         .get_or_insert_with(Default::default)
                         .insert(p, serde_json::json!({}));
                 }
@@ -263,8 +277,16 @@ mod tests {
             "EXPOSE 80 53/udp",
             r#"LABEL org.example="x y""#,
             "STOPSIGNAL SIGINT",
+            "VOLUME /data /cache",
+            r#"VOLUME ["/logs"]"#,
         ])
         .unwrap();
+        let vols = rc.volumes.clone().unwrap();
+        assert_eq!(
+            vols.keys().collect::<Vec<_>>(),
+            ["/cache", "/data", "/logs"]
+        );
+        assert!(changes(&["VOLUME data"]).is_err());
         assert_eq!(rc.cmd, Some(vec!["sh".to_string()]));
         assert_eq!(
             rc.entrypoint,

@@ -3,7 +3,9 @@
 //! The store ([`store`]) holds verified blobs and unpacked layers; [`pull`]
 //! and [`push`] move images over the distribution API ([`registry`]);
 //! [`bundle`] turns a stored image into a bundle whose rootfs is an overlay
-//! of the layers ([`overlay`]) and whose config mirrors `docker run`.
+//! of the layers ([`overlay`]) and whose config mirrors `docker run`;
+//! [`containers`] runs them, wired to CNI networks ([`network`]) and with
+//! [`volume`]s mounted.
 
 pub mod archive;
 pub mod auth;
@@ -16,6 +18,7 @@ pub mod image;
 pub mod import;
 pub mod inroot;
 pub mod layer;
+pub mod network;
 pub mod output;
 pub mod overlay;
 pub mod progress;
@@ -26,5 +29,6 @@ pub mod registry;
 pub mod seccomp;
 pub mod store;
 pub mod users;
+pub mod volume;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
 
-use commands::{archive, auth, build, bundle, container, image, Global};
+use commands::{archive, auth, build, bundle, container, image, internal, network, volume, Global};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +86,17 @@ enum Command {
     Rm(container::RmArgs),
     /// Copy files between a container (NAME:PATH) and the host.
     Cp(container::CpArgs),
+    /// List a container's published ports.
+    Port(container::PortArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// What berth-img runs of itself (the poststop hook).
+    #[command(subcommand, hide = true)]
+    Internal(internal::InternalCommand),
     /// Build an image from a Dockerfile.
     Build(build::BuildArgs),
     /// Make a one-layer image from a rootfs tar (plain, gzip or zstd).
@@ -153,6 +164,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop(args) => container::stop(&g, args)?,
         Command::Rm(args) => container::rm(&g, args)?,
         Command::Cp(args) => container::cp(&g, args)?,
+        Command::Port(args) => container::port(&g, args)?,
+        Command::Network(cmd) => network::network(&g, cmd)?,
+        Command::Volume(cmd) => volume::volume(&g, cmd)?,
+        Command::Internal(cmd) => internal::internal(&g, cmd)?,
         Command::Build(args) => build::build(&g, args)?,
         Command::Import(args) => archive::import(&g, args)?,
     }

@@ -10,6 +10,9 @@
 //!                           ROOT/images.lock
 //! ROOT/bundles/HASH.json    bundles made from the store (roots for prune)
 //! ROOT/tmp/                 scratch space on the same filesystem
+//! ROOT/containers/NAME/      containers (`crate::containers`)
+//! ROOT/networks/, ROOT/netns/  networks and pinned namespaces (`crate::network`)
+//! ROOT/volumes/              volumes (`crate::volume`)
 //! ```
 //!
 //! Nothing enters `blobs/` or `layers/` before it is verified and complete:
@@ -106,7 +109,8 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
         .context(|| format!("write {}", path.display()))
 }
 
-fn lock_file(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
+/// Opens (creating, 0600) and flocks `path`.
+pub(crate) fn lock_file(path: &Path, arg: FlockArg) -> Result<Flock<File>> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -150,6 +154,9 @@ impl Store {
             "containers",
             "build-cache",
             "build-runtime",
+            "networks",
+            "netns",
+            "volumes",
         ] {
             let p = root.join(d);
             fs::DirBuilder::new()

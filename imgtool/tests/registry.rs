@@ -391,10 +391,10 @@ fn bad_input_is_one_line_and_changes_nothing() {
     let images_before = std::fs::read(img.root.join("images.json")).unwrap();
     let bundle = s.path("bundle");
     for (flags, want) in [
-        (vec!["-v", "relative:/x"], "named volumes are not supported"),
+        (vec!["-v", "relative:/x"], "volumes are for `run`"),
         (
             vec!["-v", "/nonexistent-src:/x"],
-            "volume source does not exist",
+            "bind source path does not exist",
         ),
         (vec!["--memory", "lots"], "--memory"),
         (vec!["--cap-add", "CAP_FLY"], "unknown capability"),

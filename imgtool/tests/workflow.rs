@@ -194,9 +194,13 @@ fn containers_run_exec_logs_cp_stop_rm() {
     let img = Img::new(&s, "store");
     img.import_busybox(&s, "busybox:test");
     let name = format!("c{}", std::process::id());
+    // --net none: these tests run in the host's network namespace, which
+    // the default bridge would change (tests/network.rs makes its own).
     img.ok(&[
         "run",
         "-d",
+        "--net",
+        "none",
         "--name",
         &name,
         "busybox:test",
@@ -205,7 +209,16 @@ fn containers_run_exec_logs_cp_stop_rm() {
         "echo out-line; echo err-line >&2; exec sleep 60",
     ]);
     assert!(img
-        .fail(&["run", "-d", "--name", &name, "busybox:test", "true"])
+        .fail(&[
+            "run",
+            "-d",
+            "--net",
+            "none",
+            "--name",
+            &name,
+            "busybox:test",
+            "true"
+        ])
         .contains("already in use"));
     let ps = img.ok(&["ps"]);
     assert!(ps.contains(&name) && ps.contains("Up"), "{ps}");
@@ -265,6 +278,8 @@ fn containers_run_exec_logs_cp_stop_rm() {
     img.ok(&[
         "run",
         "-d",
+        "--net",
+        "none",
         "--name",
         &follower,
         "busybox:test",
@@ -284,7 +299,7 @@ fn containers_run_exec_logs_cp_stop_rm() {
 
     // A terminal: `run -t` under script(1), which gives it a pty.
     let cmd = format!(
-        "{} --root {} run --rm -t busybox:test sh -c 'tty; echo $TERM'",
+        "{} --root {} run --rm -t --net none busybox:test sh -c 'tty; echo $TERM'",
         BERTH_IMG,
         img.root.display()
     );
@@ -304,6 +319,8 @@ fn containers_run_exec_logs_cp_stop_rm() {
         .cmd(&[
             "run",
             "--rm",
+            "--net",
+            "none",
             "--name",
             "fg",
             "busybox:test",

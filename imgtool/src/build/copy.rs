@@ -268,13 +268,20 @@ pub struct CopyOptions {
     pub uid: u32,
     pub gid: u32,
     pub chmod: Option<u32>,
+    /// Keep each entry's owner instead (filling a volume from an image).
+    pub keep_owner: bool,
 }
 
 fn meta_of(m: &std::fs::Metadata, o: &CopyOptions) -> Meta {
+    let (uid, gid) = if o.keep_owner {
+        (m.uid(), m.gid())
+    } else {
+        (o.uid, o.gid)
+    };
     Meta {
         mode: o.chmod.unwrap_or(m.mode() & 0o7777),
-        uid: o.uid,
-        gid: o.gid,
+        uid,
+        gid,
         mtime: TimeSpec::new(m.mtime(), m.mtime_nsec()),
         xattrs: Vec::new(),
     }

@@ -968,7 +968,7 @@ impl Builder<'_> {
             unreachable!("run_step is only called for RUN");
         };
         let net = match network.as_deref().unwrap_or("default") {
-            "default" => self.opts.network,
+            "default" => self.opts.network.clone(),
             "host" => Network::Host,
             "none" => Network::None,
             other => {
@@ -1063,12 +1063,12 @@ impl Builder<'_> {
         };
         let opts = bundle::Options {
             env: env.clone(),
-            network: net,
+            network: net.clone(),
             entrypoint: Some(String::new()),
             args: args.clone(),
             ..Default::default()
         };
-        let etc = bundle::write_etc_files(&run_dir, "buildkitsandbox", net)?;
+        let etc = bundle::write_etc_files(&run_dir, "buildkitsandbox", &net)?;
         let mut spec = bundle::spec(&image, &opts, &merged, "buildkitsandbox", &etc, "build")?;
         spec["root"]["path"] = json!(merged);
         // The build's env exactly (bundle::spec adds HOSTNAME and HOME as
@@ -1391,7 +1391,12 @@ impl Builder<'_> {
                 (u.uid, u.gid)
             }
         };
-        let o = copy::CopyOptions { uid, gid, chmod };
+        let o = copy::CopyOptions {
+            uid,
+            gid,
+            chmod,
+            keep_owner: false,
+        };
         for (name, body) in &heredocs {
             copy::write_file(&merged, &dest, name, body, &o)?;
         }

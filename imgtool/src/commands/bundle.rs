@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use berth_img::bundle::{self, Network};
 use berth_img::reference::Reference;
 use berth_img::store::{Access, Store};
+use berth_img::volume::{self, MountRequest};
 
 use super::Global;
 
@@ -26,9 +27,13 @@ pub struct BundleFlags {
     /// Override the image's entrypoint ("" clears it).
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Bind mount SRC:DST[:ro].
+    /// Mount a volume or a host path: [SRC:]DST[:OPTIONS] (SRC a volume
+    /// name or an absolute host path; DST alone is an anonymous volume).
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
+    /// Mount as docker's --mount: type=volume|bind|tmpfs,src=,dst=,readonly.
+    #[arg(long)]
+    mount: Vec<String>,
     /// Mount a tmpfs at DST[:options].
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -48,9 +53,10 @@ pub struct BundleFlags {
     cpus: Option<String>,
     #[arg(long)]
     pids_limit: Option<i64>,
-    /// host or none.
-    #[arg(long = "net", alias = "network", default_value = "none")]
-    net: String,
+    /// bridge (run's default), host, none, container:NAME or a network
+    /// (repeat to join several); a bundle takes host or none (its default).
+    #[arg(long = "net", alias = "network")]
+    pub net: Vec<String>,
     #[arg(long)]
     cap_add: Vec<String>,
     #[arg(long)]
@@ -61,20 +67,43 @@ pub struct BundleFlags {
 }
 
 impl BundleFlags {
+    /// `-v` and `--mount`, parsed (host paths relative to the current
+    /// directory).
+    pub fn mount_requests(&self) -> Result<Vec<MountRequest>> {
+        let cwd = std::env::current_dir()?;
+        let mut out = Vec::new();
+        for v in &self.volume {
+            out.push(volume::parse_volume_flag(v, &cwd)?);
+        }
+        for m in &self.mount {
+            out.push(volume::parse_mount_flag(m)?);
+        }
+        Ok(out)
+    }
+
+    /// The network of a bundle made outside `run`: `none` or `host` (the
+    /// others need the setup `run` does).
+    fn bundle_network(&self) -> Result<Network> {
+        Ok(match self.net.as_slice() {
+            [] => Network::None,
+            [n] if n == "none" => Network::None,
+            [n] if n == "host" => Network::Host,
+            _ => bail!(
+                "invalid --network {:?}: a bundle takes host or none (run sets up networks)",
+                self.net.join(",")
+            ),
+        })
+    }
+
     /// The bundle options these flags ask for, running `args` (the image's
-    /// Cmd when empty).
+    /// Cmd when empty). Mounts and the network are the caller's to add.
     pub fn options(&self, args: Vec<String>) -> Result<bundle::Options> {
-        let network = match self.net.as_str() {
-            "none" => Network::None,
-            "host" => Network::Host,
-            other => bail!("invalid --net {other:?}: want host or none"),
-        };
         Ok(bundle::Options {
             env: self.env.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
             entrypoint: self.entrypoint.clone(),
-            volumes: self.volume.clone(),
+            binds: Vec::new(),
             tmpfs: self.tmpfs.clone(),
             hostname: self.hostname.clone(),
             tty: self.tty,
@@ -82,11 +111,12 @@ impl BundleFlags {
             memory: self.memory.clone(),
             cpus: self.cpus.clone(),
             pids_limit: self.pids_limit,
-            network,
+            network: Network::None,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
             copy: self.copy,
             args,
+            hooks: None,
         })
     }
 }
@@ -105,7 +135,11 @@ pub struct BundleArgs {
 
 /// `bundle`: prints the bundle's directory.
 pub fn bundle(g: &Global, args: BundleArgs) -> Result<()> {
-    let opts = args.flags.options(args.args)?;
+    let mut opts = args.flags.options(args.args)?;
+    opts.network = args.flags.bundle_network()?;
+    let resolved = volume::resolve(&args.flags.mount_requests()?, &[], None)?;
+    opts.binds = resolved.binds;
+    opts.tmpfs.extend(resolved.tmpfs);
     let store = Store::open(&g.root, Access::Shared)?;
     let reference: Reference = args.reference.parse()?;
     let dir = bundle::create_from_reference(&store, &reference, &args.dir, &opts)?;

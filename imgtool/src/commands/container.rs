@@ -1,14 +1,17 @@
-//! `run`, `ps`, `logs`, `exec`, `stop`, `rm`, `cp`: containers for
-//! debugging, kept in the store and run by `berth`.
+//! `run`, `ps`, `logs`, `exec`, `stop`, `rm`, `cp`, `port`: containers,
+//! kept in the store, run by `berth`, networked through CNI.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use berth_img::containers::{self, Containers, RunOptions, Started};
+use berth_img::containers::{self, Container, Containers, RunOptions, Started};
+use berth_img::network::ports::{self, PortMapping, Protocol};
+use berth_img::network::sandbox::{Mode, Request, Sandbox};
 use berth_img::output;
 use berth_img::reference::Reference;
 use berth_img::store::{Access, Store};
+use serde_json::{json, Value};
 
 use super::bundle::BundleFlags;
 use super::Global;
@@ -27,6 +30,16 @@ pub struct RunArgs {
     /// Keep stdin open.
     #[arg(short, long)]
     interactive: bool,
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp] (no
+    /// HOSTPORT: a free one).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image EXPOSEs, each on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Another name for the container on its user-defined networks.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
     #[command(flatten)]
     flags: Box<BundleFlags>,
     reference: String,
@@ -43,9 +56,25 @@ pub fn run(g: &Global, args: RunArgs) -> Result<i32> {
     // Accepted as docker spells it: a foreground container always has our
     // stdin.
     let _ = args.interactive;
+    let mut publish = Vec::new();
+    for p in &args.publish {
+        publish.extend(ports::parse_publish(p)?);
+    }
+    for a in &args.network_alias {
+        if !berth_img::network::valid_name(a) {
+            bail!("invalid --network-alias {a:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+        }
+    }
     let opts = RunOptions {
         name: args.name,
         bundle: args.flags.options(args.args)?,
+        mounts: args.flags.mount_requests()?,
+        network: Request {
+            mode: Mode::parse(&args.flags.net)?,
+            publish,
+            aliases: args.network_alias,
+        },
+        publish_all: args.publish_all,
         detach: args.detach,
         auto_remove: args.rm,
     };
@@ -68,21 +97,62 @@ pub struct PsArgs {
     all: bool,
 }
 
-/// `ps`: a table, or JSON with `--json`.
+/// docker's `NetworkSettings` of a container: `Ports`, the first
+/// network's `IPAddress`, and `Networks`.
+pub fn network_settings(c: &Container, sb: Option<&Sandbox>) -> Value {
+    let empty = Vec::new();
+    let attachments = sb.map_or(&empty, |s| &s.attachments);
+    let mut networks = serde_json::Map::new();
+    for a in attachments {
+        let addr = a.address();
+        networks.insert(
+            a.network.clone(),
+            json!({
+                "Aliases": a.aliases,
+                "NetworkID": a.network_id,
+                "EndpointID": "",
+                "Gateway": addr.as_ref().and_then(|x| x.gateway).map(|g| g.to_string()).unwrap_or_default(),
+                "IPAddress": addr.as_ref().map(|x| x.ip.to_string()).unwrap_or_default(),
+                "IPPrefixLen": addr.as_ref().map_or(0, |x| x.prefix_len),
+                "MacAddress": addr.as_ref().map(|x| x.mac.clone()).unwrap_or_default(),
+            }),
+        );
+    }
+    let first = attachments.first().and_then(|a| a.address());
+    json!({
+        "Ports": ports::docker_ports(sb.map_or(&[][..], |s| &s.ports), &c.exposed_ports),
+        "IPAddress": first.as_ref().map(|x| x.ip.to_string()).unwrap_or_default(),
+        "Gateway": first.as_ref().and_then(|x| x.gateway).map(|g| g.to_string()).unwrap_or_default(),
+        "MacAddress": first.as_ref().map(|x| x.mac.clone()).unwrap_or_default(),
+        "SandboxKey": sb.and_then(|s| s.netns.clone()).unwrap_or_default(),
+        "Networks": networks,
+    })
+}
+
+/// `ps`: a table, or JSON with `--json` (docker's `NetworkSettings` and
+/// `Mounts` included).
 pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
     let out = &mut std::io::stdout().lock();
     let store = Store::open(&g.root, Access::Shared)?;
-    let listed = Containers::new(&store, g.runtime.as_deref())?.list_with_status(args.all)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    let listed = cs.list_with_status(args.all)?;
+    let sandboxes = cs.sandboxes();
+    let sandbox = |c: &Container| sandboxes.load(&c.name).ok().flatten();
     if g.json {
         let list: Vec<_> = listed
             .iter()
             .map(|(c, s)| {
-                serde_json::json!({
+                let sb = sandbox(c);
+                json!({
                     "name": c.name,
+                    "id": c.id,
                     "image": c.image,
                     "command": c.command,
                     "created": c.created,
                     "status": s.to_string(),
+                    "networkMode": c.network_mode,
+                    "NetworkSettings": network_settings(c, sb.as_ref()),
+                    "Mounts": c.mounts,
                 })
             })
             .collect();
@@ -93,12 +163,22 @@ pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
         .into_iter()
         .map(|(c, s)| {
             let command = output::ellipsize(c.command.join(" "), 28);
+            let published = sandbox(&c)
+                .map(|sb| {
+                    sb.ports
+                        .iter()
+                        .map(PortMapping::to_docker_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
             vec![
                 c.name,
                 c.image,
                 format!("\"{command}\""),
                 c.created,
                 s.to_string(),
+                published,
             ]
         })
         .collect();
@@ -107,9 +187,57 @@ pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
         ("IMAGE", 40),
         ("COMMAND", 30),
         ("CREATED", 22),
-        ("STATUS", 0),
+        ("STATUS", 14),
+        ("PORTS", 0),
     ];
     output::write_table(out, &columns, &rows)?;
+    Ok(())
+}
+
+/// The flags of `port`.
+#[derive(clap::Args)]
+pub struct PortArgs {
+    name: String,
+    /// Only this container port: PORT[/tcp|udp].
+    port: Option<String>,
+}
+
+/// `port`: `80/tcp -> 0.0.0.0:8080` per published port, or the host
+/// addresses of one.
+pub fn port(g: &Global, args: PortArgs) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
+    let store = Store::open(&g.root, Access::Shared)?;
+    let published = Containers::new(&store, g.runtime.as_deref())?.ports(&args.name)?;
+    let host = |p: &PortMapping| {
+        format!(
+            "{}:{}",
+            p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            p.host_port
+        )
+    };
+    match &args.port {
+        None => {
+            for p in &published {
+                writeln!(out, "{}/{} -> {}", p.container_port, p.protocol, host(p))?;
+            }
+        }
+        Some(spec) => {
+            let (num, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+            let (Ok(num), Ok(proto)) = (num.parse::<u16>(), proto.parse::<Protocol>()) else {
+                bail!("invalid port {spec:?}: want PORT[/tcp|udp]");
+            };
+            let found: Vec<_> = published
+                .iter()
+                .filter(|p| p.container_port == num && p.protocol == proto)
+                .collect();
+            if found.is_empty() {
+                bail!("no public port '{num}/{proto}' published for {}", args.name);
+            }
+            for p in found {
+                writeln!(out, "{}", host(p))?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -183,6 +311,9 @@ pub fn stop(g: &Global, args: StopArgs) -> Result<()> {
 pub struct RmArgs {
     #[arg(short, long)]
     force: bool,
+    /// Also remove the container's anonymous volumes.
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     names: Vec<String>,
 }
@@ -193,7 +324,7 @@ pub fn rm(g: &Global, args: RmArgs) -> Result<()> {
     let store = Store::open(&g.root, Access::Shared)?;
     let cs = Containers::new(&store, g.runtime.as_deref())?;
     for name in args.names {
-        cs.remove(&name, args.force)?;
+        cs.remove(&name, args.force, args.volumes)?;
         writeln!(out, "{name}")?;
     }
     Ok(())

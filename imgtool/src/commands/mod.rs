@@ -10,6 +10,9 @@ pub mod build;
 pub mod bundle;
 pub mod container;
 pub mod image;
+pub mod internal;
+pub mod network;
+pub mod volume;
 
 use std::path::PathBuf;
 

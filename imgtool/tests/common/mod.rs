@@ -246,3 +246,274 @@ impl Drop for Registry {
 pub fn inspect(img: &Img, reference: &str) -> serde_json::Value {
     serde_json::from_str(&img.ok(&["inspect", reference])).unwrap()
 }
+
+/// The page the test web image serves.
+pub const PAGE: &str = "hello-berth\n";
+
+/// Imports `web:1`: busybox with `/www/index.html` ([`PAGE`]) and
+/// `/srv/data/seed` (a directory owned by 33:33, mode 0750, holding a
+/// file), EXPOSE 80, serving /www with busybox httpd on port 80.
+pub fn import_web(scratch: &Scratch, img: &Img, changes: &[&str]) {
+    let tar = scratch.path("web-rootfs.tar");
+    if !tar.exists() {
+        std::fs::copy(busybox_tar(scratch), &tar).unwrap();
+        let extra = scratch.path("web-extra");
+        std::fs::create_dir_all(extra.join("www")).unwrap();
+        std::fs::create_dir_all(extra.join("srv/data")).unwrap();
+        std::fs::write(extra.join("www/index.html"), PAGE).unwrap();
+        std::fs::write(extra.join("srv/data/seed"), "seeded\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            extra.join("srv/data"),
+            std::fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
+        let add = |owner: &str, what: &str| {
+            let st = Command::new("tar")
+                .arg("-rf")
+                .arg(&tar)
+                .args([
+                    &format!("--owner={owner}"),
+                    &format!("--group={owner}"),
+                    "--numeric-owner",
+                    "-C",
+                ])
+                .arg(&extra)
+                .arg(what)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        };
+        add("0", "www");
+        add("33", "srv");
+    }
+    let mut args = vec![
+        "import",
+        tar.to_str().unwrap(),
+        "web:1",
+        "--change",
+        "EXPOSE 80",
+        "--change",
+        r#"CMD ["httpd", "-f", "-p", "80", "-h", "/www"]"#,
+    ];
+    for c in changes {
+        args.extend(["--change", c]);
+    }
+    img.ok(&args);
+}
+
+static NETNS_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace the test made, with loopback up: "a host" whose
+/// bridges, veths and iptables rules disappear with it. Pinned to a file
+/// of its own (`unshare --net=FILE`), not under /run/netns: `ip netns`
+/// would leave its /run/netns mount behind on the machine. Deleted on
+/// drop, after killing whatever still runs in it.
+pub struct TestNetns {
+    pub name: String,
+    path: PathBuf,
+}
+
+impl TestNetns {
+    pub fn new(tag: &str) -> TestNetns {
+        let n = NETNS_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{tag}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join("berth-img-tests/netns");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(&name);
+        std::fs::write(&path, "").unwrap();
+        let st = Command::new("unshare")
+            .arg(format!("--net={}", path.display()))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert!(st.success(), "unshare --net={}", path.display());
+        let ns = TestNetns { name, path };
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `args` run in this namespace only (not `ip netns exec`, which also
+    /// makes a mount namespace: mounts berth-img makes must stay visible
+    /// to the next command).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path.display()))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "{args:?} in {}:\n{}",
+            self.name,
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `iptables-save` here, without comments and counters: the rules.
+    pub fn rules(&self) -> Vec<String> {
+        self.ok(&["iptables-save"])
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.strip_prefix(':') {
+                // ":CHAIN POLICY [packets:bytes]"
+                Some(c) => format!(":{}", c.rsplit_once(' ').map_or(c, |(a, _)| a)),
+                None => l.to_string(),
+            })
+            .collect()
+    }
+
+    /// Links here whose name contains `what`.
+    pub fn links(&self, what: &str) -> Vec<String> {
+        self.ok(&["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
+            .filter(|n| n.contains(what))
+            .collect()
+    }
+
+    /// Connects this namespace to `other` with a veth pair, addresses
+    /// `mine` and `theirs` (CIDR).
+    pub fn link_to(&self, other: &TestNetns, mine: &str, theirs: &str) {
+        let other_path = other.path.to_string_lossy().into_owned();
+        // iproute2 takes a path (anything with a `/`) for a namespace.
+        self.ok(&[
+            "ip",
+            "link",
+            "add",
+            "uplink0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer0",
+            "netns",
+            &other_path,
+        ]);
+        self.ok(&["ip", "addr", "add", mine, "dev", "uplink0"]);
+        self.ok(&["ip", "link", "set", "uplink0", "up"]);
+        other.ok(&["ip", "addr", "add", theirs, "dev", "peer0"]);
+        other.ok(&["ip", "link", "set", "peer0", "up"]);
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(ns) = std::fs::metadata(&self.path) {
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let inside = std::fs::metadata(e.path().join("ns/net"))
+                    .is_ok_and(|m| (m.dev(), m.ino()) == (ns.dev(), ns.ino()));
+                if inside && pid != std::process::id() as i32 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Img {
+    /// `berth-img ARGS` in the network namespace `ns`.
+    pub fn cmd_in(&self, ns: &TestNetns, args: &[&str]) -> Command {
+        let mut c = ns.cmd(&[BERTH_IMG, "--root", self.root.to_str().unwrap()]);
+        c.args(args).env("REGISTRY_AUTH_FILE", &self.auth);
+        c
+    }
+
+    pub fn ok_in(&self, ns: &TestNetns, args: &[&str]) -> String {
+        let o = self.cmd_in(ns, args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "berth-img {args:?} in {}:\n{}",
+            ns.name,
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn fail_in(&self, ns: &TestNetns, args: &[&str]) -> String {
+        let o = self.cmd_in(ns, args).output().unwrap();
+        assert!(
+            !o.status.success(),
+            "berth-img {args:?} in {} should fail:\n{}",
+            ns.name,
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// The names of every container of the store.
+    pub fn container_names(&self) -> Vec<String> {
+        let o = self.run(&["--json", "ps", "-a"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Removes every container of a store (in the namespace they were made
+/// in, so their networks are released there) when the test ends, passed
+/// or not. Declare it after the store and the namespace: it drops first.
+pub struct RemoveContainers<'a> {
+    pub img: &'a Img,
+    pub ns: Option<&'a TestNetns>,
+}
+
+impl Drop for RemoveContainers<'_> {
+    fn drop(&mut self) {
+        let names = self.img.container_names();
+        if names.is_empty() {
+            return;
+        }
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(names.iter().map(String::as_str));
+        let _ = match self.ns {
+            Some(ns) => self.img.cmd_in(ns, &args).output(),
+            None => self.img.cmd(&args).output(),
+        };
+    }
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+pub fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
