@@ -428,7 +428,16 @@ fn create_in(
         cgroup.apply_resources(layout, r)?;
     }
     cgroup.add(pid)?;
-    cgroup.apply_devices(layout, resources)?;
+    if let Err(e) = cgroup.apply_devices(layout, resources) {
+        // As runc: rootless, the device controller's errors are ignored.
+        // An unprivileged user may not load the v2 device program (nor
+        // write a v1 devices.allow), and could not open a host device
+        // its own ids do not allow anyway.
+        if !opts.rootless {
+            return Err(e);
+        }
+        tracing::debug!("device rules not applied (rootless): {e}");
+    }
     if let Some(r) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) {
         rlimits::apply(pid, r)?;
     }

@@ -395,16 +395,23 @@ fn create_device(
 }
 
 /// `/dev/ptmx` → `pts/ptmx` and the /proc/self/fd links every Linux program
-/// expects (runtime-linux.md "Dev symbolic links").
+/// expects (runtime-linux.md "Dev symbolic links"), and `/dev/core` →
+/// `/proc/kcore` where the kernel has one, as runc makes it.
 pub fn create_dev_symlinks(root: &Root) -> Result<()> {
     let (dev, _) = root.parent_of(Path::new("/dev/null"))?;
-    for (name, target) in [
+    let kcore = Path::new("/proc/kcore").exists();
+    let links = [
         (c"ptmx", c"pts/ptmx"),
         (c"fd", c"/proc/self/fd"),
         (c"stdin", c"/proc/self/fd/0"),
         (c"stdout", c"/proc/self/fd/1"),
         (c"stderr", c"/proc/self/fd/2"),
-    ] {
+        (c"core", c"/proc/kcore"),
+    ];
+    for (name, target) in links {
+        if name == c"core" && !kcore {
+            continue;
+        }
         if name == c"ptmx" {
             // SAFETY: unlinkat on our dir fd; a missing file is fine.
             unsafe { libc::unlinkat(dev.as_raw_fd(), name.as_ptr(), 0) };

@@ -157,9 +157,27 @@ fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
     })
 }
 
-/// Flags of the mount at `path` that an unprivileged remount may not clear,
-/// so a bind remount must carry them over.
-pub fn locked_flags<P: ?Sized + nix::NixPath>(path: &P) -> MsFlags {
+/// Remounts the bind mount at `path` with exactly `flags`, as runc does, so
+/// nosuid/nodev/noexec the source had are cleared unless asked for. When the
+/// kernel refuses (the mount's flags are locked because it came from a more
+/// privileged mount namespace, as in a rootless container), it retries
+/// keeping the flags the mount already has.
+pub fn bind_remount<P: ?Sized + nix::NixPath>(path: &P, flags: MsFlags) -> nix::Result<()> {
+    let flags = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    match mount(None::<&str>, path, None::<&str>, flags, None::<&str>) {
+        Err(nix::errno::Errno::EPERM) => mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            flags | locked_flags(path),
+            None::<&str>,
+        ),
+        other => other,
+    }
+}
+
+/// Flags of the mount at `path` that an unprivileged remount may not clear.
+fn locked_flags<P: ?Sized + nix::NixPath>(path: &P) -> MsFlags {
     let Ok(st) = nix::sys::statvfs::statvfs(path) else {
         return MsFlags::empty();
     };
@@ -529,16 +547,7 @@ fn mount_one(
     let mounted_path = fd_path(&mounted);
     let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if is_bind && !extra.is_empty() {
-        let flags =
-            extra | locked_flags(mounted_path.as_c_str()) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-        mount(
-            None::<&str>,
-            mounted_path.as_c_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .ctx(|| format!("remount {} with its options", dest.display()))?;
+        bind_remount(mounted_path.as_c_str(), extra).ctx(|| format!("remount {} with its options", dest.display()))?;
     }
     for p in &opts.propagation {
         mount(
@@ -600,14 +609,7 @@ fn mount_fallback(typ: &str, target: &CStr, opts: &Options, e: nix::Error) -> ni
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
-    let flags = opts.flags | MsFlags::MS_RDONLY | locked_flags(target);
-    mount(
-        None::<&str>,
-        target,
-        None::<&str>,
-        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-        None::<&str>,
-    )
+    bind_remount(target, opts.flags | MsFlags::MS_RDONLY)
 }
 
 /// config.md "uidMappings"/"gidMappings": a detached copy of the source,

@@ -440,11 +440,7 @@ pub fn set_root_propagation(propagation: MsFlags) -> Result<()> {
 /// config.md "root.readonly": remounts `/` read-only, keeping the flags the
 /// kernel may have locked on it (nosuid, nodev, noexec, atime flags).
 pub fn make_readonly(path: &str) -> Result<()> {
-    let flags = crate::mounts::locked_flags(path)
-        | MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY;
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+    crate::mounts::bind_remount(path, MsFlags::MS_RDONLY)
         .ctx(|| format!("remount {path} read-only"))
 }
 

@@ -347,8 +347,12 @@ fn nested_runtime_with_a_delegated_cgroup() {
         .unwrap()
         .push(json!({"type": "cgroup"}));
     set_cgroup_mount(&mut env, json!(["nosuid", "noexec", "nodev", "rw"]));
-    // Enough privilege to make namespaces and mounts inside.
+    // Enough privilege to make namespaces and mounts inside, and every
+    // capability the inner container asks for (a process cannot give its
+    // child one it lacks).
     let caps = json!([
+        "CAP_AUDIT_WRITE",
+        "CAP_NET_BIND_SERVICE",
         "CAP_SYS_ADMIN",
         "CAP_NET_ADMIN",
         "CAP_SYS_CHROOT",

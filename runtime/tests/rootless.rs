@@ -421,3 +421,286 @@ fn rootless_podman_runs_berth() {
         .args(["-u", &r.uid.to_string(), "-f", "catatonit|podman pause"])
         .status();
 }
+
+/// The test user's systemd manager (user@UID.service), started by
+/// lingering as a login would start it: it owns the user's cgroup v2
+/// subtree, delegated, and serves the user's D-Bus session. Held by the
+/// tests that need it; the last one to let go stops it again.
+struct UserManager {
+    uid: u32,
+}
+
+static MANAGER_USERS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+impl UserManager {
+    /// None (the test is skipped) without systemd as PID 1 on cgroup v2.
+    fn start() -> Option<UserManager> {
+        if !Path::new("/run/systemd/system").exists() || !pure_v2() {
+            eprintln!("skipped: needs systemd as PID 1 on cgroup v2 (the VM lane)");
+            return None;
+        }
+        let (uid, _) = user();
+        let mut n = MANAGER_USERS.lock().unwrap();
+        if *n == 0 {
+            let ok = Command::new("loginctl")
+                .args(["enable-linger", USER])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "loginctl enable-linger {USER}");
+        }
+        *n += 1;
+        let m = UserManager { uid };
+        // Under TCG the manager takes seconds to come up.
+        let run = m.runtime_dir();
+        assert!(
+            wait_until(120, || run.join("systemd/private").exists()
+                && run.join("bus").exists()),
+            "user@{uid}.service did not start (no {}/systemd/private or bus)",
+            run.display()
+        );
+        Some(m)
+    }
+
+    fn runtime_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/user/{}", self.uid))
+    }
+
+    /// The user's delegated cgroup (systemd gives the user's manager
+    /// these controllers by default).
+    fn cgroup(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/sys/fs/cgroup/user.slice/user-{0}.slice/user@{0}.service",
+            self.uid
+        ))
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        let mut n = MANAGER_USERS.lock().unwrap();
+        *n -= 1;
+        if *n == 0 {
+            let _ = Command::new("loginctl")
+                .args(["disable-linger", USER])
+                .status();
+            let _ = Command::new("loginctl")
+                .args(["terminate-user", USER])
+                .status();
+        }
+    }
+}
+
+/// The cgroup v2 path of `pid` (/proc/PID/cgroup's "0::" line).
+fn cgroup_of(pid: i64) -> PathBuf {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let path = s
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup v2 line for {pid}: {s}"));
+    Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+}
+
+fn read_trim(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// With the user's cgroup delegated by its systemd manager (the VM lane):
+/// `--systemd-cgroup` makes each container a scope of the user's manager,
+/// limits apply and read back, and update, pause/resume, ps, events and an
+/// OOM kill work as they do for root.
+#[test]
+fn limits_apply_in_the_users_delegated_cgroup() {
+    let Some(m) = UserManager::start() else {
+        return;
+    };
+    let mut r = Rootless::new("rl-delegated");
+    r.runtime_dir = m.runtime_dir();
+    let id = r.env.id.clone();
+    r.env.config["linux"]["cgroupsPath"] = json!(format!("user.slice:berth:{id}"));
+    r.env.config["linux"]["resources"] = json!({
+        "memory": {"limit": 32 << 20},
+        "pids": {"limit": 32},
+        "cpu": {"quota": 50000, "period": 100000}
+    });
+    r.env.config["process"]["args"] = json!(["sleep", "100"]);
+    r.env.write_config();
+    let bundle = r.env.bundle.to_str().unwrap().to_string();
+    let berth = |args: &[&str]| {
+        let mut all = vec!["--systemd-cgroup"];
+        all.extend_from_slice(args);
+        let out = r.berth(&all);
+        assert!(out.status.success(), "berth {args:?}: {}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    berth(&["create", "-b", &bundle, &id]);
+    let state: Value = serde_json::from_str(&berth(&["state", &id])).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let cg = cgroup_of(pid);
+    assert_eq!(
+        cg,
+        m.cgroup().join(format!("user.slice/berth-{id}.scope")),
+        "the scope is the user manager's"
+    );
+    assert_eq!(read_trim(&cg.join("memory.max")), (32 << 20).to_string());
+    assert_eq!(read_trim(&cg.join("pids.max")), "32");
+    assert_eq!(read_trim(&cg.join("cpu.max")), "50000 100000");
+    berth(&["start", &id]);
+    berth(&["update", "--memory", &(64u64 << 20).to_string(), "--pids-limit", "48", &id]);
+    assert_eq!(read_trim(&cg.join("memory.max")), (64 << 20).to_string());
+    assert_eq!(read_trim(&cg.join("pids.max")), "48");
+    berth(&["pause", &id]);
+    assert_eq!(read_trim(&cg.join("cgroup.freeze")), "1");
+    let state: Value = serde_json::from_str(&berth(&["state", &id])).unwrap();
+    assert_eq!(state["status"], "paused");
+    berth(&["resume", &id]);
+    assert_eq!(read_trim(&cg.join("cgroup.freeze")), "0");
+    assert!(berth(&["ps", &id]).contains(&pid.to_string()));
+    let stats: Value = serde_json::from_str(&berth(&["events", "--stats", &id])).unwrap();
+    assert!(
+        stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+    berth(&["kill", &id, "KILL"]);
+    assert!(wait_until(30, || {
+        let s: Value = serde_json::from_slice(&r.berth(&["state", &id]).stdout).unwrap_or_default();
+        s["status"] == "stopped"
+    }));
+    berth(&["delete", &id]);
+    assert!(
+        wait_until(30, || !cg.exists()),
+        "the scope's cgroup {} outlived delete",
+        cg.display()
+    );
+
+    // A hog over the memory limit is OOM-killed in the user's cgroup.
+    r.env.config["linux"]["resources"] = json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}});
+    r.env.config["process"]["args"] =
+        json!(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    r.env.write_config();
+    let out = r.berth(&["--systemd-cgroup", "run", "-b", &bundle, &id]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr_of(&out));
+    drop(r);
+    drop(m);
+}
+
+/// podman 5 rootless (the VM lane) with berth as its runtime, the way its
+/// users run it: the user's systemd session (systemd cgroup manager, a
+/// scope of the user's manager), pasta networking, a published port
+/// answering on 127.0.0.1, a memory limit in force.
+#[test]
+fn rootless_podman_with_the_users_systemd() {
+    let Some(m) = UserManager::start() else {
+        return;
+    };
+    let r = Rootless::new("rl-podman-systemd");
+    let image = r.env.scratch.0.join("busybox.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/mkimage");
+    assert!(Command::new(script).arg(&image).status().unwrap().success());
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let home = r.env.scratch.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    nix::unistd::chown(&home, Some(r.uid.into()), Some(r.gid.into())).unwrap();
+    let run_dir = m.runtime_dir();
+    let podman = |args: &[&str]| -> Output {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--runtime")
+            .arg(BERTH)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/bus", run_dir.display()),
+            )
+            .current_dir(&home);
+        let (uid, gid) = (r.uid, r.gid);
+        // SAFETY: only setgroups/setgid/setuid between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        output_via_files(cmd, &r.env.scratch.0)
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = podman(args);
+        assert!(out.status.success(), "podman {args:?}: {}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    let cleanup = || {
+        let _ = podman(&["rm", "-f", "-a"]);
+        let _ = podman(&["system", "reset", "-f"]);
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(ok(&["info", "--format", "{{.Host.CgroupManager}}"]).contains("systemd"));
+        ok(&["load", "-i", image.to_str().unwrap()]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            "rl-web",
+            "--memory",
+            "64m",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "docker.io/library/busybox:latest",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-rootless > /www/index.html && echo started && exec httpd -f -p 80 -h /www",
+        ]);
+        assert_eq!(
+            ok(&["exec", "rl-web", "cat", "/sys/fs/cgroup/memory.max"]),
+            format!("{}\n", 64 << 20)
+        );
+        assert!(wait_until(60, || ok(&["logs", "rl-web"]).contains("started")));
+        let mut page = String::new();
+        assert!(
+            wait_until(60, || {
+                page = http_get(port).unwrap_or_default();
+                page.contains("hello-rootless")
+            }),
+            "127.0.0.1:{port} did not answer: {page:?}"
+        );
+        // The container is a scope of the user's manager.
+        let pid = ok(&["inspect", "--format", "{{.State.Pid}}", "rl-web"]);
+        let cg = cgroup_of(pid.trim().parse().unwrap());
+        assert!(cg.starts_with(m.cgroup()), "{}", cg.display());
+        assert!(ok(&["ps", "--format", "{{.Names}}"]).contains("rl-web"));
+        ok(&["stop", "-t", "1", "rl-web"]);
+        ok(&["rm", "rl-web"]);
+        assert!(!ok(&["ps", "-a", "--format", "{{.Names}}"]).contains("rl-web"));
+    }));
+    cleanup();
+    drop(m);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// GET / from 127.0.0.1:port, the whole answer.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}

@@ -2507,7 +2507,8 @@ fn container_status_logs_stats_updates_and_stops() {
     c.for_each_handler("lifecycle", |h| {
         let t0 = now_ns();
         let name = format!("{h}life").replace('-', "");
-        let pod = c.run_pod(h, c.pod_config(&name, 0, &c.parent(&name, 0), false));
+        let parent = c.parent(&name, 0);
+        let pod = c.run_pod(h, c.pod_config(&name, 0, &parent, false));
 
         // Exits: Completed, Error, OOMKilled, with their times.
         let done_cfg = c.container_config(
@@ -2549,15 +2550,15 @@ fn container_status_logs_stats_updates_and_stops() {
                 }
             }
             let got = (s.exit_code, s.reason.as_str());
-            if id == &oom && h != "berth" && got == (137, "Error") {
-                // runc's shim starts watching a container's OOM events only
-                // after the start call (containerd 1.6's runc shim adds the
-                // cgroup to its OOM epoll in Start): an OOM in the first
-                // milliseconds goes unreported, reason Error (about one run
-                // in five under load, with runc itself). berth's shim
-                // watches from create, so for it this is a failure; the
-                // late hog is deterministic for every handler.
-                eprintln!("{h}: an OOM right at the start was reported as Error (no OOM event)");
+            if reason == "OOMKilled" && h != "berth" && got == (137, "Error") {
+                // runc's shim misses OOM kills it should report: on cgroup
+                // v1 containerd's runc shim adds the cgroup to its OOM epoll
+                // only in Start, so an OOM in the first milliseconds goes
+                // unreported (about one run in five under load); on a pure
+                // v2 host (containerd 1.7 in the VM lane) it missed the late
+                // one too. berth's shim watches from create on both, so for
+                // it this is a failure.
+                eprintln!("{h}: an OOM kill was reported as Error (no OOM event from runc's shim)");
             } else {
                 assert_eq!(got, (code, reason), "{h}: {:?}", s.metadata);
             }
@@ -2789,7 +2790,14 @@ fn container_status_logs_stats_updates_and_stops() {
                 );
                 format!("ok: cpu {} memory {}", l.cpu.is_some(), l.memory.is_some())
             }
-            Err(s) => format!("{:?}: {}", s.code(), blank_ids(s.message())),
+            // containerd 1.7 on cgroup v2 loads the pod's cgroup parent as
+            // a path, so a systemd slice name fails the same for every
+            // handler; the pod's name is the handler's.
+            Err(s) => format!(
+                "{:?}: {}",
+                s.code(),
+                blank_ids(s.message()).replace(&parent, "PARENT")
+            ),
         };
         eprintln!("{h}: PodSandboxStats: {shape}");
         c.same_as_runc(h, "PodSandboxStats", &shape);
