@@ -806,6 +806,83 @@ pub fn metadata(dir: &Path) -> Result<Metadata> {
     serde_json::from_slice(&data).map_err(|e| Error::Path(p, format!("corrupt: {e}")))
 }
 
+/// Checks that `program` (a container's `args[0]`) can be run in `rootfs`
+/// with the `PATH` of `env`, as the runtime's exec will look for it (every
+/// path resolved inside the rootfs): docker's 127 when it is not there,
+/// 126 when it is not an executable file.
+pub fn check_command(rootfs: &Path, program: &str, env: &[String]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root =
+        crate::inroot::Root::open(rootfs).context(|| format!("open {}", rootfs.display()))?;
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path.split(':')
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    };
+    let mut not_executable = false;
+    for c in &candidates {
+        let Ok(fd) = root.open_at(&crate::inroot::clean(c), nix::fcntl::OFlag::O_PATH) else {
+            continue;
+        };
+        let file = fs::File::from(fd);
+        match file.metadata() {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(()),
+            Ok(_) => not_executable = true,
+            Err(_) => {}
+        }
+    }
+    Err(if not_executable {
+        Error::Command {
+            code: 126,
+            detail: format!("exec: {program:?}: permission denied"),
+        }
+    } else if program.contains('/') {
+        Error::Command {
+            code: 127,
+            detail: format!("exec: {program:?}: stat {program}: no such file or directory"),
+        }
+    } else {
+        Error::Command {
+            code: 127,
+            detail: format!("exec: {program:?}: executable file not found in $PATH"),
+        }
+    })
+}
+
+/// Mounts a bundle's rootfs overlay again where it is no longer mounted
+/// (after a reboot), from the layers its metadata names, over the upper
+/// directory that holds what the container changed.
+pub fn ensure_mounted(store: &Store, dir: &Path) -> Result<()> {
+    let meta = metadata(dir)?;
+    let rootfs = dir.join("rootfs");
+    if meta.rootfs != "overlay" || overlay::is_mountpoint(&rootfs) {
+        return Ok(());
+    }
+    let ov = dir.join(".overlay");
+    let mut lowers: Vec<PathBuf> = meta
+        .layers
+        .iter()
+        .rev()
+        .map(|d| store.layer_dir(d))
+        .collect();
+    if lowers.is_empty() {
+        lowers.push(ov.join("empty"));
+    }
+    Overlay {
+        lowers,
+        upper: &ov.join("upper"),
+        work: &ov.join("work"),
+        options: Vec::new(),
+    }
+    .mount(&rootfs)
+}
+
 /// Unmounts and removes a bundle, and drops its record from `store`.
 pub fn remove(store: Option<&Store>, dir: &Path) -> Result<()> {
     metadata(dir)?;

@@ -50,6 +50,10 @@ pub enum Error {
         instruction: String,
         code: i32,
     },
+    /// A container's program cannot be run: docker's exit status for it
+    /// (127 not found, 126 not executable).
+    #[error("{detail}")]
+    Command { code: i32, detail: String },
     /// Another stage of a parallel build failed first; its error is the
     /// one reported.
     #[error("build cancelled: another stage failed")]

@@ -48,8 +48,8 @@ enum Command {
     Push(image::PushArgs),
     /// List images.
     Images,
-    /// Print an image's manifest and config as JSON.
-    Inspect(image::InspectArgs),
+    /// Show a container as docker does, or an image's manifest and config.
+    Inspect(container::InspectArgs),
     /// Give an image another name.
     Tag(image::TagArgs),
     /// Remove image names, and the content no other image needs.
@@ -74,6 +74,28 @@ enum Command {
     Export(archive::ExportArgs),
     /// Run a container from an image (pulled if missing).
     Run(container::RunArgs),
+    /// Make a container from an image without starting it.
+    Create(container::CreateArgs),
+    /// Start stopped containers again (their writable layer kept).
+    Start(container::NamesArgs),
+    /// Stop containers, then start them.
+    Restart(container::StopArgs),
+    /// Send a signal to containers (default KILL).
+    Kill(container::KillArgs),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(container::NamesArgs),
+    /// Freeze every process of containers.
+    Pause(container::NamesArgs),
+    /// Thaw paused containers.
+    Unpause(container::NamesArgs),
+    /// Rename a container.
+    Rename(container::RenameArgs),
+    /// Show a container's processes (ps on the host).
+    Top(container::TopArgs),
+    /// Show containers' CPU, memory, network, block I/O and pids.
+    Stats(container::StatsArgs),
+    /// List what a container changed against its image.
+    Diff(container::DiffArgs),
     /// List containers.
     Ps(container::PsArgs),
     /// Print a detached container's output.
@@ -94,7 +116,7 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
-    /// What berth-img runs of itself (the poststop hook).
+    /// What berth-img runs of itself (the poststop hook, the supervisor).
     #[command(subcommand, hide = true)]
     Internal(internal::InternalCommand),
     /// Build an image from a Dockerfile.
@@ -145,7 +167,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Pull(args) => image::pull(&g, args)?,
         Command::Push(args) => image::push(&g, args)?,
         Command::Images => image::images(&g)?,
-        Command::Inspect(args) => image::inspect(&g, args)?,
+        Command::Inspect(args) => return container::inspect(&g, args),
         Command::Tag(args) => image::tag(&g, args)?,
         Command::Rmi(args) => image::rmi(&g, args)?,
         Command::Prune => image::prune(&g)?,
@@ -161,8 +183,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ps(args) => container::ps(&g, args)?,
         Command::Logs(args) => container::logs(&g, args)?,
         Command::Exec(args) => return container::exec(&g, args),
-        Command::Stop(args) => container::stop(&g, args)?,
-        Command::Rm(args) => container::rm(&g, args)?,
+        Command::Create(args) => container::create(&g, args)?,
+        Command::Start(args) => return container::start(&g, args),
+        Command::Stop(args) => return container::stop(&g, args),
+        Command::Restart(args) => return container::restart(&g, args),
+        Command::Kill(args) => return container::kill(&g, args),
+        Command::Wait(args) => return container::wait(&g, args),
+        Command::Pause(args) => return container::pause(&g, args),
+        Command::Unpause(args) => return container::unpause(&g, args),
+        Command::Rename(args) => container::rename(&g, args)?,
+        Command::Top(args) => container::top(&g, args)?,
+        Command::Stats(args) => container::stats(&g, args)?,
+        Command::Diff(args) => container::diff(&g, args)?,
+        Command::Rm(args) => return container::rm(&g, args),
         Command::Cp(args) => container::cp(&g, args)?,
         Command::Port(args) => container::port(&g, args)?,
         Command::Network(cmd) => network::network(&g, cmd)?,

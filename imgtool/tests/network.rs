@@ -458,17 +458,10 @@ fn user_networks_resolve_names_and_connect() {
     assert_eq!(leftovers(&before, &h.ns.rules()), Vec::<String>::new());
 }
 
-/// The supervisor and init of a detached container, from its record.
+/// The supervisor and init of a detached container, from its state.
 fn pids(h: &Host, name: &str) -> (i32, i32) {
     let c: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            h.img
-                .root
-                .join("containers")
-                .join(name)
-                .join("container.json"),
-        )
-        .unwrap(),
+        &std::fs::read(h.img.root.join("containers").join(name).join("state.json")).unwrap(),
     )
     .unwrap();
     (
@@ -544,6 +537,144 @@ fn killed_supervisors_and_crashes_leave_nothing() {
     // The kernel frees a namespace (and its veth) a moment after its last
     // user goes.
     assert!(eventually(10, || h.ns.links("veth").is_empty().then_some(())).is_some());
+    assert!(
+        mounts_below(&h.img.root).is_empty(),
+        "{:?}",
+        mounts_below(&h.img.root)
+    );
+}
+
+/// A stopped container started again gets its networks back: the same
+/// published host ports (chosen ones too), its peers' names; a rename
+/// reaches the peers; a restart policy rewires each run.
+#[test]
+fn start_rename_and_restarts_rewire_the_network() {
+    let h = Host::new("net-life");
+    let _cleanup = RemoveContainers {
+        img: &h.img,
+        ns: Some(&h.ns),
+    };
+    let before = h.ns.rules();
+    h.ok(&["network", "create", "front"]);
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "-p",
+        "8080:80",
+        "-p",
+        "80",
+        "web:1",
+    ]);
+    let chosen = h.ok(&["port", "web"]);
+    assert_eq!(chosen.lines().count(), 2, "{chosen}");
+    let ip = h.ip_of("web");
+    let inspect: serde_json::Value = serde_json::from_str(&h.ok(&["inspect", "web"])).unwrap();
+    let settings = &inspect[0]["NetworkSettings"];
+    assert_eq!(settings["IPAddress"], ip.as_str());
+    assert_eq!(settings["Ports"]["80/tcp"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        inspect[0]["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        "8080"
+    );
+    let ps = h.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+
+    h.ok(&["stop", "-t", "0", "web"]);
+    h.assert_released(&ip);
+    h.ok(&["start", "web"]);
+    assert_eq!(h.ok(&["port", "web"]), chosen);
+    assert_eq!(Host::curl(&h.ns, "http://127.0.0.1:8080/"), PAGE);
+    let random = chosen
+        .lines()
+        .find(|l| !l.ends_with(":8080"))
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Host::curl(&h.other, &format!("http://198.51.100.1:{random}/")),
+        PAGE
+    );
+
+    // A peer resolves the new name after a rename.
+    h.ok(&["run", "-d", "--name", "app", "--network", "front", "web:1"]);
+    assert_eq!(h.ok(&["exec", "app", "wget", "-qO-", "http://web/"]), PAGE);
+    h.ok(&["rename", "web", "site"]);
+    let hosts = h.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.lines().any(|l| l.ends_with("\tsite")) && !hosts.contains("\tweb"),
+        "{hosts}"
+    );
+    assert_eq!(h.ok(&["exec", "app", "wget", "-qO-", "http://site/"]), PAGE);
+    let members: serde_json::Value =
+        serde_json::from_str(&h.ok(&["network", "inspect", "front"])).unwrap();
+    let names: Vec<&str> = members[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["Name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"site"), "{names:?}");
+
+    // The supervisor rewires every run of a restarting container.
+    h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--network",
+        "front",
+        "--restart",
+        "always",
+        "web:1",
+        "sh",
+        "-c",
+        "httpd -f -p 80 -h /www & sleep 2; exit 1",
+    ]);
+    let restarted = eventually(30, || {
+        let n: u64 = h
+            .ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"])
+            .trim()
+            .parse()
+            .unwrap();
+        (n >= 2).then_some(())
+    });
+    assert!(restarted.is_some());
+    let mut last = String::new();
+    let served = eventually(30, || {
+        let o = h
+            .img
+            .cmd_in(&h.ns, &["exec", "app", "wget", "-qO-", "http://flaky/"])
+            .output()
+            .unwrap();
+        last = text(&o);
+        (String::from_utf8_lossy(&o.stdout) == PAGE).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "{last}\n{}",
+        h.ok(&["exec", "app", "cat", "/etc/hosts"])
+    );
+    h.ok(&["stop", "-t", "0", "flaky"]);
+    assert_eq!(
+        h.ok(&["inspect", "-f", "{{.State.Status}}", "flaky"])
+            .trim(),
+        "exited"
+    );
+
+    h.ok(&["rm", "-f", "site", "app", "flaky"]);
+    h.ok(&["network", "rm", "front"]);
+    assert!(h.leases().is_empty(), "{:?}", h.leases());
+    assert_eq!(leftovers(&before, &h.ns.rules()), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_dir(h.img.root.join("netns")).unwrap().count(),
+        0
+    );
     assert!(
         mounts_below(&h.img.root).is_empty(),
         "{:?}",

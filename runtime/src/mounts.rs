@@ -547,7 +547,8 @@ fn mount_one(
     let mounted_path = fd_path(&mounted);
     let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if is_bind && !extra.is_empty() {
-        bind_remount(mounted_path.as_c_str(), extra).ctx(|| format!("remount {} with its options", dest.display()))?;
+        bind_remount(mounted_path.as_c_str(), extra)
+            .ctx(|| format!("remount {} with its options", dest.display()))?;
     }
     for p in &opts.propagation {
         mount(

@@ -549,7 +549,14 @@ fn limits_apply_in_the_users_delegated_cgroup() {
     assert_eq!(read_trim(&cg.join("pids.max")), "32");
     assert_eq!(read_trim(&cg.join("cpu.max")), "50000 100000");
     berth(&["start", &id]);
-    berth(&["update", "--memory", &(64u64 << 20).to_string(), "--pids-limit", "48", &id]);
+    berth(&[
+        "update",
+        "--memory",
+        &(64u64 << 20).to_string(),
+        "--pids-limit",
+        "48",
+        &id,
+    ]);
     assert_eq!(read_trim(&cg.join("memory.max")), (64 << 20).to_string());
     assert_eq!(read_trim(&cg.join("pids.max")), "48");
     berth(&["pause", &id]);
@@ -561,7 +568,10 @@ fn limits_apply_in_the_users_delegated_cgroup() {
     assert!(berth(&["ps", &id]).contains(&pid.to_string()));
     let stats: Value = serde_json::from_str(&berth(&["events", "--stats", &id])).unwrap();
     assert!(
-        stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        stats["data"]["memory"]["usage"]["usage"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
         "{stats}"
     );
     berth(&["kill", &id, "KILL"]);

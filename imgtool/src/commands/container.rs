@@ -1,35 +1,33 @@
-//! `run`, `ps`, `logs`, `exec`, `stop`, `rm`, `cp`, `port`: containers,
-//! kept in the store, run by `berth`, networked through CNI.
+//! Containers, as docker's CLI has them: `create`, `run`, `start`,
+//! `stop`, `restart`, `kill`, `wait`, `pause`, `unpause`, `rename`, `ps`,
+//! `inspect`, `top`, `stats`, `diff`, `logs`, `exec`, `rm`, `cp`, `port`.
+//! Commands given several containers go on past one that fails and exit
+//! 1 at the end, as docker's do.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use berth_img::containers::{self, Container, Containers, RunOptions, Started};
+use berth_img::health::HealthFlags;
 use berth_img::network::ports::{self, PortMapping, Protocol};
-use berth_img::network::sandbox::{Mode, Request, Sandbox};
-use berth_img::output;
+use berth_img::network::sandbox::{Mode, Request};
 use berth_img::reference::Reference;
+use berth_img::restart::RestartPolicy;
 use berth_img::store::{Access, Store};
+use berth_img::template::{tabwriter, Template};
+use berth_img::{inspect as views, output, stats};
 use serde_json::{json, Value};
 
 use super::bundle::BundleFlags;
+use super::network::parse_labels;
 use super::Global;
 
-/// The flags of `run`.
+/// The flags of `create` and `run`.
 #[derive(clap::Args)]
-pub struct RunArgs {
-    /// Remove the container when it exits.
-    #[arg(long)]
-    rm: bool,
-    /// Run in the background, supervised by the shim.
-    #[arg(short, long)]
-    detach: bool,
+pub struct CreateArgs {
     #[arg(long)]
     name: Option<String>,
-    /// Keep stdin open.
-    #[arg(short, long)]
-    interactive: bool,
     /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp] (no
     /// HOSTPORT: a free one).
     #[arg(short = 'p', long = "publish")]
@@ -40,6 +38,33 @@ pub struct RunArgs {
     /// Another name for the container on its user-defined networks.
     #[arg(long = "network-alias")]
     network_alias: Vec<String>,
+    /// Restart policy: no, always, unless-stopped, on-failure[:N].
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Command to run to check health (run by /bin/sh -c).
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s).
+    #[arg(long)]
+    health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long, allow_hyphen_values = true)]
+    health_retries: Option<i64>,
+    /// Maximum time to allow one check to run.
+    #[arg(long)]
+    health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count.
+    #[arg(long)]
+    health_start_period: Option<String>,
+    /// Time between checks during the start period.
+    #[arg(long)]
+    health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    no_healthcheck: bool,
+    /// Set metadata on the container (KEY=VALUE).
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
     #[command(flatten)]
     flags: Box<BundleFlags>,
     reference: String,
@@ -47,46 +72,261 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
-/// `run`: prints a detached container's name; a foreground container's
-/// exit status is ours.
-pub fn run(g: &Global, args: RunArgs) -> Result<i32> {
-    if args.rm && args.detach {
-        bail!("--rm and --detach cannot be combined");
-    }
-    // Accepted as docker spells it: a foreground container always has our
-    // stdin.
-    let _ = args.interactive;
-    let mut publish = Vec::new();
-    for p in &args.publish {
-        publish.extend(ports::parse_publish(p)?);
-    }
-    for a in &args.network_alias {
-        if !berth_img::network::valid_name(a) {
-            bail!("invalid --network-alias {a:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+impl CreateArgs {
+    /// The library's options for these flags.
+    fn options(self, detach: bool, auto_remove: bool) -> Result<(Reference, RunOptions)> {
+        let mut publish = Vec::new();
+        for p in &self.publish {
+            publish.extend(ports::parse_publish(p)?);
         }
+        for a in &self.network_alias {
+            if !berth_img::network::valid_name(a) {
+                bail!("invalid --network-alias {a:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+            }
+        }
+        let restart: RestartPolicy = self.restart.parse()?;
+        let opts = RunOptions {
+            name: self.name,
+            bundle: self.flags.options(self.args)?,
+            mounts: self.flags.mount_requests()?,
+            network: Request {
+                mode: Mode::parse(&self.flags.net)?,
+                publish,
+                aliases: self.network_alias,
+            },
+            publish_all: self.publish_all,
+            detach,
+            auto_remove,
+            restart,
+            health: HealthFlags {
+                cmd: self.health_cmd,
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                start_interval: self.health_start_interval,
+                retries: self.health_retries,
+                none: self.no_healthcheck,
+            },
+            labels: parse_labels("--label", &self.label)?,
+        };
+        Ok((self.reference.parse()?, opts))
     }
-    let opts = RunOptions {
-        name: args.name,
-        bundle: args.flags.options(args.args)?,
-        mounts: args.flags.mount_requests()?,
-        network: Request {
-            mode: Mode::parse(&args.flags.net)?,
-            publish,
-            aliases: args.network_alias,
-        },
-        publish_all: args.publish_all,
-        detach: args.detach,
-        auto_remove: args.rm,
-    };
-    let store = Store::open(&g.root, Access::Shared)?;
-    let reference: Reference = args.reference.parse()?;
-    match containers::run(&store, g.runtime.as_deref(), &reference, &opts)? {
-        Started::Detached(name) => {
+}
+
+/// The flags of `run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background, under a supervisor.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// docker's status for a failure of `run` itself (not of the container).
+const RUN_FAILED: i32 = 125;
+
+/// `run`: prints a detached container's name; a foreground container's
+/// exit status is ours; berth-img's own failures exit 125, as docker's.
+pub fn run(g: &Global, args: RunArgs) -> Result<i32> {
+    let started = (|| -> Result<Started> {
+        if args.rm && args.detach {
+            bail!("--rm and --detach cannot be combined");
+        }
+        // Accepted as docker spells it: a foreground container always has
+        // our stdin.
+        let _ = args.interactive;
+        let (reference, opts) = args.create.options(args.detach, args.rm)?;
+        let store = Store::open(&g.root, Access::Shared)?;
+        Ok(containers::run(
+            &store,
+            g.runtime.as_deref(),
+            &reference,
+            &opts,
+        )?)
+    })();
+    match started {
+        Ok(Started::Detached(name)) => {
             writeln!(std::io::stdout(), "{name}")?;
             Ok(0)
         }
-        Started::Exited(code) => Ok(code),
+        Ok(Started::Exited(code)) => Ok(code),
+        Err(e) => {
+            eprintln!("berth-img: {e:#}");
+            match e.downcast_ref::<berth_img::Error>() {
+                Some(berth_img::Error::Command { code, .. }) => Ok(*code),
+                _ => Ok(RUN_FAILED),
+            }
+        }
     }
+}
+
+/// `create`: makes the container without starting it; prints its ID.
+pub fn create(g: &Global, args: CreateArgs) -> Result<()> {
+    let (reference, opts) = args.options(true, false)?;
+    if !opts.restart.is_none() && opts.auto_remove {
+        bail!("conflicting options: --restart and --rm");
+    }
+    let store = Store::open(&g.root, Access::Shared)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    let (c, _owner) = cs.create(&reference, &opts)?;
+    writeln!(std::io::stdout(), "{}", c.id)?;
+    Ok(())
+}
+
+/// Runs `f` on each of `names`, printing each name it succeeded for and
+/// each error; 1 if any failed.
+fn each(names: &[String], mut f: impl FnMut(&str) -> berth_img::Result<()>) -> Result<i32> {
+    let out = &mut std::io::stdout().lock();
+    let mut code = 0;
+    for n in names {
+        match f(n) {
+            Ok(()) => writeln!(out, "{n}")?,
+            Err(e) => {
+                eprintln!("berth-img: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The store and its containers, for a command.
+fn open(g: &Global) -> Result<Store> {
+    Ok(Store::open(&g.root, Access::Shared)?)
+}
+
+/// The flags of commands that take containers and nothing else.
+#[derive(clap::Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `start`: starts each container again, detached, its writable layer
+/// as it was.
+pub fn start(g: &Global, args: NamesArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.start(n))
+}
+
+/// The flags of `stop` and `restart`.
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the stop signal to work before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `stop`: prints each name once that container has stopped.
+pub fn stop(g: &Global, args: StopArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.stop(n, Duration::from_secs(args.time)))
+}
+
+/// `restart`.
+pub fn restart(g: &Global, args: StopArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| {
+        cs.restart(n, Duration::from_secs(args.time))
+    })
+}
+
+/// The flags of `kill`.
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// The signal: a name (KILL, SIGHUP) or a number.
+    #[arg(short = 's', long = "signal", default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `kill`.
+pub fn kill(g: &Global, args: KillArgs) -> Result<i32> {
+    containers::parse_signal(&args.signal)?;
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.kill(n, &args.signal))
+}
+
+/// `wait`: prints each container's exit code once it is not running.
+pub fn wait(g: &Global, args: NamesArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    let out = &mut std::io::stdout().lock();
+    let mut code = 0;
+    for n in &args.names {
+        match cs.wait(n) {
+            Ok(c) => {
+                writeln!(out, "{c}")?;
+                out.flush()?;
+            }
+            Err(e) => {
+                eprintln!("berth-img: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `pause`.
+pub fn pause(g: &Global, args: NamesArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.pause(n))
+}
+
+/// `unpause`.
+pub fn unpause(g: &Global, args: NamesArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.unpause(n))
+}
+
+/// The flags of `rename`.
+#[derive(clap::Args)]
+pub struct RenameArgs {
+    old: String,
+    new: String,
+}
+
+/// `rename`.
+pub fn rename(g: &Global, args: RenameArgs) -> Result<()> {
+    let store = open(g)?;
+    Containers::new(&store, g.runtime.as_deref())?.rename(&args.old, &args.new)?;
+    Ok(())
+}
+
+/// The flags of `rm`.
+#[derive(clap::Args)]
+pub struct RmArgs {
+    #[arg(short, long)]
+    force: bool,
+    /// Also remove the container's anonymous volumes.
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `rm`: prints each name once that container is gone.
+pub fn rm(g: &Global, args: RmArgs) -> Result<i32> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    each(&args.names, |n| cs.remove(n, args.force, args.volumes))
 }
 
 /// The flags of `ps`.
@@ -95,63 +335,116 @@ pub struct PsArgs {
     /// Include stopped containers.
     #[arg(short, long)]
     all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter: name=, id=, status=, label=KEY[=VALUE], health=, exited=.
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// A Go template (`{{.Names}}`), `table TEMPLATE`, or `json`.
+    #[arg(long)]
+    format: Option<String>,
+    /// Do not cut IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
 }
 
-/// docker's `NetworkSettings` of a container: `Ports`, the first
-/// network's `IPAddress`, and `Networks`.
-pub fn network_settings(c: &Container, sb: Option<&Sandbox>) -> Value {
-    let empty = Vec::new();
-    let attachments = sb.map_or(&empty, |s| &s.attachments);
-    let mut networks = serde_json::Map::new();
-    for a in attachments {
-        let addr = a.address();
-        networks.insert(
-            a.network.clone(),
-            json!({
-                "Aliases": a.aliases,
-                "NetworkID": a.network_id,
-                "EndpointID": "",
-                "Gateway": addr.as_ref().and_then(|x| x.gateway).map(|g| g.to_string()).unwrap_or_default(),
-                "IPAddress": addr.as_ref().map(|x| x.ip.to_string()).unwrap_or_default(),
-                "IPPrefixLen": addr.as_ref().map_or(0, |x| x.prefix_len),
-                "MacAddress": addr.as_ref().map(|x| x.mac.clone()).unwrap_or_default(),
-            }),
-        );
-    }
-    let first = attachments.first().and_then(|a| a.address());
-    json!({
-        "Ports": ports::docker_ports(sb.map_or(&[][..], |s| &s.ports), &c.exposed_ports),
-        "IPAddress": first.as_ref().map(|x| x.ip.to_string()).unwrap_or_default(),
-        "Gateway": first.as_ref().and_then(|x| x.gateway).map(|g| g.to_string()).unwrap_or_default(),
-        "MacAddress": first.as_ref().map(|x| x.mac.clone()).unwrap_or_default(),
-        "SandboxKey": sb.and_then(|s| s.netns.clone()).unwrap_or_default(),
-        "Networks": networks,
+/// docker's default `ps` table.
+const PS_FORMAT: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/// Whether a `ps` row passes the `-f` filters: values of one key are
+/// alternatives, keys must all match.
+fn passes(filters: &[(String, String)], c: &Container, row: &Value) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "name" => name_matches(v, &c.name),
+                "id" => c.id.starts_with(v.as_str()),
+                "status" => row["State"] == v.as_str(),
+                "label" => match v.split_once('=') {
+                    Some((k, want)) => c.config.labels.get(k).is_some_and(|l| l == want),
+                    None => c.config.labels.contains_key(v),
+                },
+                "health" => {
+                    let s = row["Status"].as_str().unwrap_or_default();
+                    match v.as_str() {
+                        "none" => !s.contains("health") && !s.contains("(healthy)"),
+                        "starting" => s.contains("(health: starting)"),
+                        h => s.contains(&format!("({h})")),
+                    }
+                }
+                "exited" => {
+                    row["State"] == "exited"
+                        && row["Status"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with(&format!("Exited ({v})")))
+                }
+                _ => false,
+            })
     })
 }
 
-/// `ps`: a table, or JSON with `--json` (docker's `NetworkSettings` and
-/// `Mounts` included).
+/// docker matches `name=` as a regular expression against the name; the
+/// forms people use: a part of the name, `^start`, `end$`, `^exact$`.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let p = pattern.strip_prefix('/').unwrap_or(pattern);
+    match (p.strip_prefix('^'), p.strip_suffix('$')) {
+        (Some(rest), _) if rest.ends_with('$') => {
+            name == rest.trim_start_matches('/').trim_end_matches('$')
+        }
+        (Some(rest), None) => name.starts_with(rest.trim_start_matches('/')),
+        (None, Some(rest)) => name.ends_with(rest),
+        _ => name.contains(p),
+    }
+}
+
+/// `ps`: docker's table, its `--format` and `-q`, `-f`; `--json` (the
+/// global flag) keeps berth-img's own listing with docker's
+/// `NetworkSettings` and `Mounts`.
 pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
     let out = &mut std::io::stdout().lock();
-    let store = Store::open(&g.root, Access::Shared)?;
+    let store = open(g)?;
     let cs = Containers::new(&store, g.runtime.as_deref())?;
-    let listed = cs.list_with_status(args.all)?;
-    let sandboxes = cs.sandboxes();
-    let sandbox = |c: &Container| sandboxes.load(&c.name).ok().flatten();
+    let mut filters = Vec::new();
+    for f in &args.filter {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("invalid --filter {f:?}: want KEY=VALUE");
+        };
+        if !["name", "id", "status", "label", "health", "exited"].contains(&k) {
+            bail!("invalid --filter {f:?}: unknown key {k:?}");
+        }
+        filters.push((k.to_string(), v.to_string()));
+    }
+    // A status filter asks for stopped containers too, as in docker.
+    let all = args.all || filters.iter().any(|(k, v)| k == "status" && v != "running");
+    let rows: Vec<(Container, Value)> = cs
+        .list_with_status(all)?
+        .into_iter()
+        .map(|(c, status, state)| {
+            let row = views::ps_row(&cs, &c, &status, &state, args.no_trunc);
+            (c, row)
+        })
+        .filter(|(c, row)| passes(&filters, c, row))
+        .collect();
     if g.json {
-        let list: Vec<_> = listed
+        let list: Vec<_> = rows
             .iter()
-            .map(|(c, s)| {
-                let sb = sandbox(c);
+            .map(|(c, row)| {
+                let sb = cs.sandboxes().load(&c.key).ok().flatten();
                 json!({
                     "name": c.name,
                     "id": c.id,
                     "image": c.image,
                     "command": c.command,
                     "created": c.created,
-                    "status": s.to_string(),
+                    "status": row["Status"],
                     "networkMode": c.network_mode,
-                    "NetworkSettings": network_settings(c, sb.as_ref()),
+                    "NetworkSettings": views::network_settings(c, sb.as_ref()),
                     "Mounts": c.mounts,
                 })
             })
@@ -159,38 +452,202 @@ pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
         output::write_json(out, &list)?;
         return Ok(());
     }
-    let rows: Vec<_> = listed
-        .into_iter()
-        .map(|(c, s)| {
-            let command = output::ellipsize(c.command.join(" "), 28);
-            let published = sandbox(&c)
-                .map(|sb| {
-                    sb.ports
-                        .iter()
-                        .map(PortMapping::to_docker_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            vec![
-                c.name,
-                c.image,
-                format!("\"{command}\""),
-                c.created,
-                s.to_string(),
-                published,
-            ]
-        })
-        .collect();
-    let columns = [
-        ("NAME", 24),
-        ("IMAGE", 40),
-        ("COMMAND", 30),
-        ("CREATED", 22),
-        ("STATUS", 14),
-        ("PORTS", 0),
-    ];
-    output::write_table(out, &columns, &rows)?;
+    if args.quiet {
+        for (_, row) in &rows {
+            writeln!(out, "{}", row["ID"].as_str().unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    let format = match args.format.as_deref() {
+        None | Some("table") => PS_FORMAT,
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    let rows: Vec<Value> = rows.into_iter().map(|(_, r)| r).collect();
+    write_formatted(out, format, &views::ps_headers(), &rows)
+}
+
+/// Prints `rows` through `format`: a table (header from `headers`,
+/// columns aligned as docker's) or one line per row.
+fn write_formatted(
+    out: &mut impl Write,
+    format: &str,
+    headers: &Value,
+    rows: &[Value],
+) -> Result<()> {
+    let t = Template::parse(format)?;
+    let mut lines = Vec::new();
+    if t.table {
+        lines.push(t.render(headers)?);
+    }
+    for r in rows {
+        lines.push(t.render(r)?);
+    }
+    if t.table {
+        write!(out, "{}", tabwriter(&lines, 10, 3))?;
+    } else {
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The flags of `inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// Format the output with a Go template (`{{.State.Status}}`).
+    #[arg(short, long)]
+    format: Option<String>,
+    /// container or image (default: a container if one has the name).
+    #[arg(long = "type")]
+    kind: Option<String>,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// `inspect`: containers as docker shows them (a JSON array, or each
+/// through `--format`); an image as `berth-img inspect` always has (its
+/// manifest and config).
+pub fn inspect(g: &Global, args: InspectArgs) -> Result<i32> {
+    let out = &mut std::io::stdout().lock();
+    let store = open(g)?;
+    let kind = args.kind.as_deref();
+    if !matches!(kind, None | Some("container") | Some("image")) {
+        bail!(
+            "invalid --type {:?}: want container or image",
+            kind.unwrap_or_default()
+        );
+    }
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    let template = args.format.as_deref().map(Template::parse).transpose()?;
+    let mut docs = Vec::new();
+    let mut code = 0;
+    for n in &args.names {
+        let doc = match (kind, cs.get(n)) {
+            (None | Some("container"), Ok(c)) => Ok(views::container(&cs, &c)),
+            (Some("container"), Err(e)) => Err(anyhow::Error::from(e)),
+            _ => store.inspect(n).map_err(anyhow::Error::from),
+        };
+        match doc {
+            Ok(d) => docs.push(d),
+            Err(e) => {
+                eprintln!("berth-img: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    match template {
+        Some(t) => {
+            for d in &docs {
+                writeln!(out, "{}", t.render(d)?)?;
+            }
+        }
+        // An image alone prints as it always has; containers as docker's
+        // array.
+        None if docs.len() == 1 && kind != Some("container") && cs.get(&args.names[0]).is_err() => {
+            output::write_json(out, &docs[0])?;
+        }
+        None if !docs.is_empty() || code == 0 => output::write_json(out, &docs)?,
+        None => writeln!(out, "[]")?,
+    }
+    Ok(code)
+}
+
+/// The flags of `top`.
+#[derive(clap::Args)]
+pub struct TopArgs {
+    name: String,
+    /// Options for ps (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_options: Vec<String>,
+}
+
+/// `top`: the container's processes as `ps` on the host shows them.
+pub fn top(g: &Global, args: TopArgs) -> Result<()> {
+    let store = open(g)?;
+    let (titles, rows) =
+        Containers::new(&store, g.runtime.as_deref())?.top(&args.name, &args.ps_options)?;
+    let mut lines = vec![titles.join("\t")];
+    lines.extend(rows.iter().map(|r| r.join("\t")));
+    write!(std::io::stdout().lock(), "{}", tabwriter(&lines, 20, 3))?;
+    Ok(())
+}
+
+/// The flags of `stats`.
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// Every container, not only those running.
+    #[arg(short, long)]
+    all: bool,
+    /// Print one reading and exit.
+    #[arg(long)]
+    no_stream: bool,
+    /// A Go template (`{{.Name}} {{.MemUsage}}`), `table TEMPLATE`, or
+    /// `json`.
+    #[arg(long)]
+    format: Option<String>,
+    /// Do not cut IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    names: Vec<String>,
+}
+
+/// `stats`: docker's columns from each container's cgroup, once with
+/// `--no-stream`, else refreshed every second.
+pub fn stats(g: &Global, args: StatsArgs) -> Result<()> {
+    let store = open(g)?;
+    let cs = Containers::new(&store, g.runtime.as_deref())?;
+    let format = match args.format.as_deref() {
+        None | Some("table") => stats::DEFAULT_FORMAT,
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    Template::parse(format)?;
+    let chosen = if args.names.is_empty() {
+        cs.list_with_status(args.all)?
+            .into_iter()
+            .map(|(c, _, _)| c)
+            .collect::<Vec<_>>()
+    } else {
+        args.names
+            .iter()
+            .map(|n| cs.get(n))
+            .collect::<berth_img::Result<Vec<_>>>()?
+    };
+    let out = &mut std::io::stdout().lock();
+    loop {
+        let mut rows = stats::rows(&cs, &chosen, Duration::from_secs(1));
+        if args.no_trunc {
+            for (r, c) in rows.iter_mut().zip(&chosen) {
+                r["ID"] = json!(c.id);
+            }
+        }
+        if !args.no_stream {
+            // Clear the screen, as docker's live view does.
+            write!(out, "\x1b[2J\x1b[H")?;
+        }
+        write_formatted(out, format, &stats::headers(), &rows)?;
+        out.flush()?;
+        if args.no_stream {
+            return Ok(());
+        }
+    }
+}
+
+/// The flags of `diff`.
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    name: String,
+}
+
+/// `diff`: `A`, `C` or `D` and a path for each change in the container.
+pub fn diff(g: &Global, args: DiffArgs) -> Result<()> {
+    let store = open(g)?;
+    let out = &mut std::io::stdout().lock();
+    for change in Containers::new(&store, g.runtime.as_deref())?.diff(&args.name)? {
+        writeln!(out, "{change}")?;
+    }
     Ok(())
 }
 
@@ -283,51 +740,6 @@ pub fn exec(g: &Global, args: ExecArgs) -> Result<i32> {
         &args.command,
     )?;
     Ok(code)
-}
-
-/// The flags of `stop`.
-#[derive(clap::Args)]
-pub struct StopArgs {
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    time: u64,
-    #[arg(required = true)]
-    names: Vec<String>,
-}
-
-/// `stop`: prints each name once that container has stopped.
-pub fn stop(g: &Global, args: StopArgs) -> Result<()> {
-    let out = &mut std::io::stdout().lock();
-    let store = Store::open(&g.root, Access::Shared)?;
-    let cs = Containers::new(&store, g.runtime.as_deref())?;
-    for name in args.names {
-        cs.stop(&name, Duration::from_secs(args.time))?;
-        writeln!(out, "{name}")?;
-    }
-    Ok(())
-}
-
-/// The flags of `rm`.
-#[derive(clap::Args)]
-pub struct RmArgs {
-    #[arg(short, long)]
-    force: bool,
-    /// Also remove the container's anonymous volumes.
-    #[arg(short, long)]
-    volumes: bool,
-    #[arg(required = true)]
-    names: Vec<String>,
-}
-
-/// `rm`: prints each name once that container is gone.
-pub fn rm(g: &Global, args: RmArgs) -> Result<()> {
-    let out = &mut std::io::stdout().lock();
-    let store = Store::open(&g.root, Access::Shared)?;
-    let cs = Containers::new(&store, g.runtime.as_deref())?;
-    for name in args.names {
-        cs.remove(&name, args.force, args.volumes)?;
-        writeln!(out, "{name}")?;
-    }
-    Ok(())
 }
 
 /// The flags of `cp`.

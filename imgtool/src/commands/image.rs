@@ -148,20 +148,6 @@ pub fn images(g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// The flags of `inspect`.
-#[derive(clap::Args)]
-pub struct InspectArgs {
-    reference: String,
-}
-
-/// `inspect`.
-pub fn inspect(g: &Global, args: InspectArgs) -> Result<()> {
-    let store = Store::open(&g.root, Access::Shared)?;
-    let document = store.inspect(&args.reference)?;
-    output::write_json(&mut std::io::stdout().lock(), &document)?;
-    Ok(())
-}
-
 /// The flags of `tag`.
 #[derive(clap::Args)]
 pub struct TagArgs {

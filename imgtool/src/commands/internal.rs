@@ -1,7 +1,8 @@
 //! `internal`: what berth-img runs of itself, not for people. The
 //! poststop hook every networked container's bundle carries is `berth-img
 //! --root ROOT internal poststop`, run by `berth delete` with the
-//! container's state on stdin.
+//! container's state on stdin; `internal supervise KEY` is the process
+//! that runs a detached container (`berth_img::supervisor`).
 
 use std::io::Read;
 
@@ -16,6 +17,9 @@ pub enum InternalCommand {
     /// The poststop hook: releases the network of the container whose
     /// state (runtime-spec runtime.md "State") is on stdin.
     Poststop,
+    /// Run the container kept as KEY detached, as its restart policy and
+    /// health check say.
+    Supervise { key: String },
 }
 
 /// `internal`.
@@ -34,6 +38,10 @@ pub fn internal(g: &Global, cmd: InternalCommand) -> Result<()> {
             // No store lock: a hook must not wait on a prune, and it only
             // touches the container's network records.
             Sandboxes::new(&g.root).teardown(id)?;
+        }
+        InternalCommand::Supervise { key } => {
+            let runtime = berth_img::build::run::find_runtime(g.runtime.as_deref())?;
+            berth_img::supervisor::supervise(&g.root, &runtime, &key)?;
         }
     }
     Ok(())

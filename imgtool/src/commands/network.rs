@@ -246,22 +246,22 @@ pub fn network(g: &Global, cmd: NetworkCommand) -> Result<()> {
             }
         }
         NetworkCommand::Connect(a) => {
-            cs.get(&a.container)?;
             for al in &a.alias {
                 if !berth_img::network::valid_name(al) {
                     bail!("invalid --alias {al:?}: want [a-zA-Z0-9][a-zA-Z0-9_.-]*");
                 }
             }
-            sandboxes.connect(&a.container, &a.network, &a.alias)?;
+            cs.connect(&a.container, &a.network, &a.alias)?;
         }
         NetworkCommand::Disconnect(a) => {
-            cs.get(&a.container)?;
-            sandboxes.disconnect(&a.container, &a.network)?;
+            cs.disconnect(&a.container, &a.network)?;
         }
         NetworkCommand::Check(a) => {
             for c in &a.containers {
-                cs.get(c)?;
-                sandboxes.check(c)?;
+                let key = cs.get(c)?.key;
+                sandboxes
+                    .check(&key)
+                    .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace(&key, c)))?;
                 writeln!(out, "{c}: ok")?;
             }
         }
@@ -277,7 +277,7 @@ fn inspect_json(n: &Network, sandboxes: &berth_img::network::sandbox::Sandboxes)
         containers.insert(
             sb.container_id.clone(),
             json!({
-                "Name": sb.name,
+                "Name": sb.display_name(),
                 "EndpointID": "",
                 "MacAddress": addr.as_ref().map(|x| x.mac.clone()).unwrap_or_default(),
                 "IPv4Address": addr.as_ref().map(|x| format!("{}/{}", x.ip, x.prefix_len)).unwrap_or_default(),

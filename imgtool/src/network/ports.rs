@@ -40,7 +40,8 @@ impl std::str::FromStr for Protocol {
 
 /// One container port to publish, as asked: the host port is chosen later
 /// when it is a range or left open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PortRequest {
     /// None: every address of the host.
     pub host_ip: Option<Ipv4Addr>,
@@ -61,6 +62,20 @@ pub struct PortMapping {
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
+}
+
+impl PortRequest {
+    /// The request for exactly `m` again: a container started anew keeps
+    /// the host ports it was given first, even ones chosen for it.
+    pub fn pinned(m: &PortMapping) -> PortRequest {
+        PortRequest {
+            host_ip: m.host_ip,
+            host_ports: Some((m.host_port, m.host_port)),
+            container_port: m.container_port,
+            protocol: m.protocol,
+            spec: m.to_docker_string(),
+        }
+    }
 }
 
 impl PortMapping {

@@ -132,7 +132,13 @@ impl Attachment {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Sandbox {
+    /// The container's key (see `crate::containers`): where the record
+    /// and the pinned namespace are.
     pub name: String,
+    /// The container's name, as its peers resolve it (empty in records
+    /// made before renames were possible: then `name`).
+    #[serde(default)]
+    pub container_name: String,
     /// `CNI_CONTAINERID`.
     pub container_id: String,
     pub hostname: String,
@@ -157,6 +163,15 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The name peers know the container by.
+    pub fn display_name(&self) -> &str {
+        if self.container_name.is_empty() {
+            &self.name
+        } else {
+            &self.container_name
+        }
+    }
+
     /// Whether teardown has anything to release.
     pub fn holds_resources(&self) -> bool {
         self.owns_netns || self.loopback || !self.attachments.is_empty()
@@ -279,12 +294,14 @@ impl Sandboxes {
         }
     }
 
-    /// Wires container `name` as `req` asks: pins its namespace, brings up
+    /// Wires the container kept as `name`, known to its peers as
+    /// `container_name`, as `req` asks: pins its namespace, brings up
     /// loopback, ADDs each network (ports on the first), and rewrites the
     /// hosts files of its peers. On failure everything done is undone.
     pub fn setup(
         &self,
         name: &str,
+        container_name: &str,
         container_id: &str,
         hostname: &str,
         req: &Request,
@@ -292,6 +309,7 @@ impl Sandboxes {
         let _lock = self.networks.lock()?;
         let mut sb = Sandbox {
             name: name.to_string(),
+            container_name: container_name.to_string(),
             container_id: container_id.to_string(),
             hostname: hostname.to_string(),
             ..Default::default()
@@ -599,6 +617,19 @@ impl Sandboxes {
         self.refresh_hosts(&touched, "");
     }
 
+    /// A renamed container: its peers resolve the new name.
+    pub fn rename(&self, name: &str, container_name: &str) -> Result<()> {
+        let _lock = self.networks.lock()?;
+        let Some(mut sb) = self.load(name)? else {
+            return Ok(());
+        };
+        sb.container_name = container_name.to_string();
+        self.save(&sb)?;
+        let touched: BTreeSet<String> = sb.attachments.iter().map(|a| a.network.clone()).collect();
+        self.refresh_hosts(&touched, name);
+        Ok(())
+    }
+
     /// `network connect`: attaches a running container to `network`.
     pub fn connect(&self, name: &str, network: &str, aliases: &[String]) -> Result<()> {
         let _lock = self.networks.lock()?;
@@ -829,7 +860,7 @@ pub fn render_hosts(sb: &Sandbox, all: &[Sandbox]) -> String {
             names.push(sb.hostname.clone());
         }
         if a.user_defined {
-            names.push(sb.name.clone());
+            names.push(sb.display_name().to_string());
             names.extend(a.aliases.iter().cloned());
         }
         own.push(Entry { ip: addr.ip, names });
@@ -843,7 +874,7 @@ pub fn render_hosts(sb: &Sandbox, all: &[Sandbox]) -> String {
                 .filter(|oa| oa.network == a.network)
             {
                 if let Some(addr) = oa.address() {
-                    let mut names = vec![other.name.clone()];
+                    let mut names = vec![other.display_name().to_string()];
                     names.extend(oa.aliases.iter().cloned());
                     peers.push(Entry { ip: addr.ip, names });
                 }
