@@ -71,11 +71,22 @@ fn a_scope_holds_the_container() {
     let mut env = systemd_env("sd-scope", "");
     env.config["linux"]["cgroupsPath"] =
         json!(format!("system.slice:berthtest:{}", std::process::id()));
+    // A hybrid host whose kernel has no v1 memory controller (Debian's
+    // since 6.11) offers it only on the cgroup2 side, where it is not
+    // enabled: a memory limit is refused there, by runc too.
+    let layout = berth::cgroups::Layout::detect().unwrap();
+    let memory = layout.is_pure_v2()
+        || layout
+            .hierarchies
+            .iter()
+            .any(|h| !h.is_v2() && h.has("memory"));
     env.config["linux"]["resources"] = json!({
-        "memory": {"limit": 67108864},
         "cpu": {"shares": 2048, "quota": 50000, "period": 100000},
         "pids": {"limit": 64}
     });
+    if memory {
+        env.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    }
     env.sh("sleep 100");
     env.write_config();
     let unit = format!("berthtest-{}.scope", std::process::id());
@@ -86,7 +97,9 @@ fn a_scope_holds_the_container() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(show(&unit, "ActiveState"), "active");
     assert_eq!(show(&unit, "Delegate"), "yes");
-    assert_eq!(show(&unit, "MemoryMax"), "67108864");
+    if memory {
+        assert_eq!(show(&unit, "MemoryMax"), "67108864");
+    }
     assert_eq!(show(&unit, "TasksMax"), "64");
     assert_eq!(show(&unit, "CPUQuotaPerSecUSec"), "500ms");
     let pid = env.state()["pid"].as_i64().unwrap();
@@ -105,12 +118,16 @@ fn a_scope_holds_the_container() {
     }
     assert!(berth_sd(&env, &["start", &env.id]).status.success());
     // update changes the unit's properties and the files.
-    let out = berth_sd(
-        &env,
-        &["update", "--memory", "128m", "--pids-limit", "99", &env.id],
-    );
+    let update: &[&str] = if memory {
+        &["update", "--memory", "128m", "--pids-limit", "99", &env.id]
+    } else {
+        &["update", "--pids-limit", "99", &env.id]
+    };
+    let out = berth_sd(&env, update);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(show(&unit, "MemoryMax"), "134217728");
+    if memory {
+        assert_eq!(show(&unit, "MemoryMax"), "134217728");
+    }
     assert_eq!(show(&unit, "TasksMax"), "99");
     // pause, ps, kill --all work on the unit's cgroup.
     assert!(berth_sd(&env, &["pause", &env.id]).status.success());
