@@ -43,6 +43,35 @@ pub fn in_user_namespace() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether berth acts for an unprivileged user of the host: it is not
+/// root, or root only in a user namespace whose root is an ordinary user
+/// outside (rootless podman runs its runtime so). Such a user's systemd
+/// is its user manager: runc's `shouldUseRootlessCgroupManager`, which
+/// asks the user's bus for the same uid (`systemd.DetectUID`). Unknown
+/// (no /proc) counts as root, as there.
+pub fn unprivileged_on_host() -> bool {
+    let euid = nix::unistd::geteuid();
+    !euid.is_root()
+        || std::fs::read_to_string("/proc/self/uid_map")
+            .ok()
+            .and_then(|map| outside_uid(&map, euid.as_raw()))
+            .is_some_and(|uid| uid != 0)
+}
+
+/// The uid that `uid` is outside its user namespace, by the namespace's
+/// `uid_map` (lines of "inside outside count").
+fn outside_uid(map: &str, uid: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let mut f = line.split_whitespace().map(str::parse::<u32>);
+        let (Some(Ok(inside)), Some(Ok(outside)), Some(Ok(count))) = (f.next(), f.next(), f.next())
+        else {
+            return None;
+        };
+        let offset = uid.checked_sub(inside).filter(|o| *o < count)?;
+        outside.checked_add(offset)
+    })
+}
+
 /// Where a rootless berth keeps its state unless `--root` says otherwise:
 /// `$XDG_RUNTIME_DIR/berth`, else the directory systemd-logind makes for
 /// the user (`/run/user/UID/berth`).
@@ -84,23 +113,27 @@ pub fn write_id_maps(pid: i32, linux: &Linux) -> Result<()> {
         maps.len() == 1 && maps[0].host_id() == id && maps[0].size() == 1
     };
     let proc = ProcRoot::open()?;
+    // Other maps are written directly first, as runc's nsexec does: root
+    // of a user namespace (rootless berth-img, rootless podman) may map
+    // any id of its own namespace, and the kernel refuses what it may not;
+    // the setuid helpers only then.
+    let uid_map = render(uids);
     if own(uids, uid) {
-        proc.write(
-            "linux.uidMappings",
-            &format!("{pid}/uid_map"),
-            &render(uids),
-        )?;
-    } else {
+        proc.write("linux.uidMappings", &format!("{pid}/uid_map"), &uid_map)?;
+    } else if proc
+        .write("linux.uidMappings", &format!("{pid}/uid_map"), &uid_map)
+        .is_err()
+    {
         helper("newuidmap", "linux.uidMappings", "/etc/subuid", pid, uids)?;
     }
+    let gid_map = render(gids);
     if own(gids, gid) {
         proc.write("linux.gidMappings", &format!("{pid}/setgroups"), "deny")?;
-        proc.write(
-            "linux.gidMappings",
-            &format!("{pid}/gid_map"),
-            &render(gids),
-        )?;
-    } else {
+        proc.write("linux.gidMappings", &format!("{pid}/gid_map"), &gid_map)?;
+    } else if proc
+        .write("linux.gidMappings", &format!("{pid}/gid_map"), &gid_map)
+        .is_err()
+    {
         helper("newgidmap", "linux.gidMappings", "/etc/subgid", pid, gids)?;
     }
     Ok(())
@@ -241,6 +274,18 @@ fn first_limit(r: &LinuxResources) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_outside_the_user_namespace() {
+        // Rootless podman's: root is the user, the rest subordinate ids.
+        let podman = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(outside_uid(podman, 0), Some(1000));
+        assert_eq!(outside_uid(podman, 5), Some(100004));
+        assert_eq!(outside_uid(podman, 65537), None);
+        // The initial namespace: everyone is themselves.
+        assert_eq!(outside_uid("0 0 4294967295\n", 0), Some(0));
+        assert_eq!(outside_uid("", 0), None);
+    }
 
     #[test]
     fn limits_are_named() {

@@ -397,7 +397,9 @@ fn dockerd_with_systemd_cgroups() {
         "busybox:vm",
         "sh",
         "-c",
-        "head -c 64m /dev/zero | tail",
+        // containerd's runc shim starts watching memory.events only after
+        // the task started: an OOM in the first instant goes unseen.
+        "sleep 1; head -c 64m /dev/zero | tail",
     ]);
     let _ = docker(&args);
     let oom = ok(

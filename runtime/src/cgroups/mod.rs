@@ -160,7 +160,7 @@ impl CgroupsPath {
         if systemd_driver {
             let s = path.map(|p| p.to_string_lossy().into_owned());
             let mut unit = systemd::UnitPath::parse(s.as_deref(), id)?;
-            if !nix::unistd::geteuid().is_root() {
+            if crate::rootless::unprivileged_on_host() {
                 // A user manager's units live under its own cgroup.
                 unit.manager_root = systemd::Manager::connect()?.control_group()?;
             }

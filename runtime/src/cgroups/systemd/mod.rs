@@ -16,30 +16,37 @@
 //!
 //! berth talks to systemd itself over its private socket
 //! (/run/systemd/private, root only: no bus daemon needed), or, for an
-//! unprivileged user, the user manager's (`$XDG_RUNTIME_DIR/systemd/private`).
+//! unprivileged user (also root in a user namespace whose root is an
+//! ordinary user outside, as rootless podman runs its runtime: see
+//! [`crate::rootless::unprivileged_on_host`]), the user manager's
+//! (`$XDG_RUNTIME_DIR/systemd/private`).
 //! A direct connection gets the manager's signals (JobRemoved) without
 //! asking: `Subscribe` is for the bus, and on a direct connection made
 //! just for it systemd never answers.
-//! The client is libdbus (the `dbus` crate, built in): synchronous and
-//! thread-free, which berth's fork-like clone of the init requires.
+//! The D-Bus client is our own ([`dbus`]), synchronous and thread-free as
+//! berth's fork-like clone of the init requires. libdbus (and the other
+//! Rust clients) authenticate by sending `geteuid()`, which the user
+//! manager refuses from rootless podman's user namespace (0 there, the
+//! user's uid to systemd); ours lets systemd take the uid from the socket.
 
+mod dbus;
 pub mod properties;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dbus::arg::{RefArg, Variant};
-use dbus::channel::Channel;
-use dbus::Message;
-
 use crate::error::{Error, Result};
+pub use dbus::Value;
+use dbus::{Connection, MethodCall, RemoteError};
 
 /// One unit property: name and value.
-pub type Property = (String, Variant<Box<dyn RefArg>>);
+pub type Property = (String, Value);
 
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// How long a start or stop job may take (runc waits as long).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,11 +71,11 @@ impl UnitPath {
     /// runc's reading of a systemd cgroupsPath; absent means
     /// `system.slice:berth:<id>`.
     pub fn parse(path: Option<&str>, id: &str) -> Result<UnitPath> {
-        let default_slice = if nix::unistd::geteuid().is_root() {
-            "system.slice"
-        } else {
+        let default_slice = if crate::rootless::unprivileged_on_host() {
             // As runc: a user manager has no system.slice.
             "user.slice"
+        } else {
+            "system.slice"
         };
         let (slice, prefix, name) = match path.filter(|p| !p.is_empty()) {
             None => ("", "berth", id),
@@ -156,68 +163,97 @@ pub fn expand_slice(slice: &str) -> Result<PathBuf> {
 
 /// A connection to the service manager.
 pub struct Manager {
-    channel: Channel,
+    // The driver's API takes `&self`; calls are one at a time anyway.
+    conn: RefCell<Connection>,
 }
 
 impl Manager {
     /// Connects to the system manager (root) or the caller's user manager.
     pub fn connect() -> Result<Manager> {
-        let address = if nix::unistd::geteuid().is_root() {
-            "unix:path=/run/systemd/private".to_string()
-        } else {
-            let dir = std::env::var("XDG_RUNTIME_DIR").map_err(|_| {
+        let socket = if crate::rootless::unprivileged_on_host() {
+            let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).ok_or_else(|| {
                 Error::Unsupported(
                     "--systemd-cgroup without root: XDG_RUNTIME_DIR is not set, so the user's systemd is not reachable".into(),
                 )
             })?;
-            format!("unix:path={dir}/systemd/private")
+            PathBuf::from(dir).join("systemd/private")
+        } else {
+            PathBuf::from("/run/systemd/private")
         };
-        let channel = Channel::open_private(&address).map_err(|e| {
-            Error::Other(format!(
-                "connect to systemd at {address}: {}",
-                message_of(&e)
-            ))
+        let conn = Connection::open(&socket, CALL_TIMEOUT).map_err(|e| {
+            Error::Other(format!("connect to systemd at {}: {e}", socket.display()))
         })?;
-        Ok(Manager { channel })
+        Ok(Manager {
+            conn: RefCell::new(conn),
+        })
     }
 
-    fn call(&self, method: &str, build: impl FnOnce(Message) -> Message) -> Result<Message> {
-        let msg = Message::new_method_call(DEST, PATH, MANAGER, method)
-            .map_err(|e| Error::Other(format!("systemd {method}: {e}")))?;
-        self.channel
-            .send_with_reply_and_block(build(msg), CALL_TIMEOUT)
-            .map_err(|e| Error::Other(format!("systemd {method}: {}", message_of(&e))))
+    /// Calls a method of the manager; `what` names it (and its unit) in
+    /// errors. The peer's error answer is the caller's to judge.
+    fn call(
+        &self,
+        what: &str,
+        interface: &str,
+        member: &str,
+        args: Vec<Value>,
+    ) -> Result<std::result::Result<Vec<Value>, RemoteError>> {
+        let call = MethodCall {
+            destination: DEST,
+            path: PATH,
+            interface,
+            member,
+            args,
+        };
+        self.conn
+            .borrow_mut()
+            .call(&call, CALL_TIMEOUT)
+            .map_err(|e| Error::Other(format!("systemd {what}: {e}")))
+    }
+
+    /// A method call that returns one job: its object path.
+    fn call_job(
+        &self,
+        what: &str,
+        member: &str,
+        args: Vec<Value>,
+    ) -> Result<std::result::Result<String, RemoteError>> {
+        Ok(match self.call(what, MANAGER, member, args)? {
+            Ok(body) => match body.as_slice() {
+                [Value::ObjectPath(job)] => Ok(job.clone()),
+                other => return Err(unexpected(what, other)),
+            },
+            Err(e) => Err(e),
+        })
+    }
+
+    /// A string property of the manager.
+    fn property(&self, name: &str) -> Result<String> {
+        let args = vec![Value::Str(MANAGER.into()), Value::Str(name.into())];
+        let body = self
+            .call(name, PROPERTIES, "Get", args)?
+            .map_err(|e| remote(name, e))?;
+        match body.as_slice() {
+            [Value::Variant(v)] => match &**v {
+                Value::Str(s) => Ok(s.clone()),
+                other => Err(unexpected(name, std::slice::from_ref(other))),
+            },
+            other => Err(unexpected(name, other)),
+        }
     }
 
     /// The cgroup the manager's units live under (its `ControlGroup`).
     pub fn control_group(&self) -> Result<PathBuf> {
-        let msg = Message::new_method_call(DEST, PATH, "org.freedesktop.DBus.Properties", "Get")
-            .map_err(|e| Error::Other(format!("systemd ControlGroup: {e}")))?;
-        let reply = self
-            .channel
-            .send_with_reply_and_block(msg.append2(MANAGER, "ControlGroup"), CALL_TIMEOUT)
-            .map_err(|e| Error::Other(format!("systemd ControlGroup: {}", message_of(&e))))?;
-        let cg = reply
-            .read1::<Variant<String>>()
-            .map_err(|e| Error::Other(format!("systemd ControlGroup: {e}")))?
-            .0;
+        let cg = self.property("ControlGroup")?;
         Ok(PathBuf::from(if cg.is_empty() { "/" } else { &cg }))
     }
 
     /// systemd's version (the number before any dot or dash), for the
     /// properties older ones do not know.
     pub fn version(&self) -> u32 {
-        let Ok(msg) =
-            Message::new_method_call(DEST, PATH, "org.freedesktop.DBus.Properties", "Get")
-        else {
-            return 0;
-        };
-        self.channel
-            .send_with_reply_and_block(msg.append2(MANAGER, "Version"), CALL_TIMEOUT)
+        self.property("Version")
             .ok()
-            .and_then(|r| r.read1::<Variant<String>>().ok())
             .and_then(|v| {
-                v.0.split(|c: char| !c.is_ascii_digit())
+                v.split(|c: char| !c.is_ascii_digit())
                     .next()
                     .and_then(|n| n.parse().ok())
             })
@@ -248,19 +284,23 @@ impl Manager {
             all.push(prop("Wants", vec![unit.slice.clone()]));
         }
         all.extend(props);
-        let aux: Vec<(String, Vec<Property>)> = Vec::new();
-        let reply = self.call("StartTransientUnit", |m| {
-            m.append3(unit.unit.as_str(), "replace", all).append1(aux)
-        });
-        let job = match reply {
-            Ok(r) => r
-                .read1::<dbus::Path>()
-                .map_err(|e| Error::Other(format!("systemd StartTransientUnit: {e}")))?
-                .to_string(),
-            Err(Error::Other(e)) if e.contains("UnitExists") || e.contains("already exists") => {
+        let what = format!("StartTransientUnit {}", unit.unit);
+        let args = vec![
+            Value::Str(unit.unit.clone()),
+            Value::Str("replace".into()),
+            properties_value(all),
+            // No auxiliary units: a(sa(sv)), empty.
+            Value::Array {
+                element: "(sa(sv))".into(),
+                items: Vec::new(),
+            },
+        ];
+        let job = match self.call_job(&what, "StartTransientUnit", args)? {
+            Ok(job) => job,
+            Err(e) if e.name == "org.freedesktop.systemd1.UnitExists" => {
                 return Ok(StartResult::Existed)
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(remote(&what, e)),
         };
         let result = self.wait_job(&job)?;
         if result != "done" {
@@ -275,20 +315,22 @@ impl Manager {
     /// Stops `unit` and waits until it is gone; a unit that no longer
     /// exists (its last process died and systemd collected it) is fine.
     pub fn stop(&self, unit: &str) -> Result<()> {
-        let job = match self.call("StopUnit", |m| m.append2(unit, "replace")) {
-            Ok(r) => r
-                .read1::<dbus::Path>()
-                .map_err(|e| Error::Other(format!("systemd StopUnit: {e}")))?
-                .to_string(),
-            Err(Error::Other(e)) if e.contains("NoSuchUnit") || e.contains("not loaded") => {
-                return Ok(())
-            }
-            Err(e) => return Err(e),
+        let what = format!("StopUnit {unit}");
+        let args = vec![Value::Str(unit.into()), Value::Str("replace".into())];
+        let job = match self.call_job(&what, "StopUnit", args)? {
+            Ok(job) => job,
+            Err(e) if e.name == "org.freedesktop.systemd1.NoSuchUnit" => return Ok(()),
+            Err(e) => return Err(remote(&what, e)),
         };
         self.wait_job(&job)?;
         // A scope whose processes were killed may be left "failed":
         // forget it, so the name can be used again.
-        let _ = self.call("ResetFailedUnit", |m| m.append1(unit));
+        let _ = self.call(
+            &format!("ResetFailedUnit {unit}"),
+            MANAGER,
+            "ResetFailedUnit",
+            vec![Value::Str(unit.into())],
+        );
         Ok(())
     }
 
@@ -297,38 +339,73 @@ impl Manager {
         if props.is_empty() {
             return Ok(());
         }
-        self.call("SetUnitProperties", |m| m.append3(unit, true, props))
+        let what = format!("SetUnitProperties {unit}");
+        let args = vec![
+            Value::Str(unit.into()),
+            Value::Bool(true),
+            properties_value(props),
+        ];
+        self.call(&what, MANAGER, "SetUnitProperties", args)?
             .map(drop)
+            .map_err(|e| remote(&what, e))
     }
 
     /// Waits for `JobRemoved` of `job`; returns its result ("done", "failed", ...).
     fn wait_job(&self, job: &str) -> Result<String> {
         let deadline = Instant::now() + JOB_TIMEOUT;
+        let mut conn = self.conn.borrow_mut();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let Some(signal) = conn
+                .next_signal(deadline)
+                .map_err(|e| Error::Other(format!("systemd job {job}: {e}")))?
+            else {
                 return Err(Error::Other(format!(
                     "systemd job {job} did not finish within {}s",
                     JOB_TIMEOUT.as_secs()
                 )));
-            }
-            let Some(msg) = self
-                .channel
-                .blocking_pop_message(left.min(Duration::from_millis(500)))
-                .map_err(|e| Error::Other(format!("read from systemd: {}", message_of(&e))))?
-            else {
-                continue;
             };
-            if msg.member().as_deref() != Some("JobRemoved") {
+            if signal.interface.as_deref() != Some(MANAGER)
+                || signal.member.as_deref() != Some("JobRemoved")
+            {
                 continue;
             }
-            if let Ok((_, path, _, result)) = msg.read4::<u32, dbus::Path, String, String>() {
-                if &*path == job {
-                    return Ok(result);
+            let body = signal
+                .body()
+                .map_err(|e| Error::Other(format!("systemd job {job}: JobRemoved: {e}")))?;
+            match body.as_slice() {
+                [Value::U32(_), Value::ObjectPath(path), Value::Str(_), Value::Str(result)] => {
+                    if path == job {
+                        return Ok(result.clone());
+                    }
                 }
+                other => return Err(unexpected("JobRemoved", other)),
             }
         }
     }
+}
+
+/// Properties as systemd's methods take them: `a(sv)`.
+fn properties_value(props: Vec<Property>) -> Value {
+    Value::Array {
+        element: "(sv)".into(),
+        items: props
+            .into_iter()
+            .map(|(name, v)| Value::Struct(vec![Value::Str(name), Value::Variant(Box::new(v))]))
+            .collect(),
+    }
+}
+
+/// systemd's error answer to `what`, as one line.
+fn remote(what: &str, e: RemoteError) -> Error {
+    Error::Other(format!("systemd {what}: {e}"))
+}
+
+/// A reply of another shape than the method's.
+fn unexpected(what: &str, body: &[Value]) -> Error {
+    let signature: String = body.iter().map(Value::signature).collect();
+    Error::Other(format!(
+        "systemd {what}: unexpected reply of type {signature:?}"
+    ))
 }
 
 /// What [`Manager::start`] found.
@@ -339,18 +416,9 @@ pub enum StartResult {
     Existed,
 }
 
-/// A unit property with any D-Bus value.
-pub fn prop<T: RefArg + 'static>(name: &str, value: T) -> Property {
-    (name.to_string(), Variant(Box::new(value)))
-}
-
-fn message_of(e: &dbus::Error) -> String {
-    match (e.name(), e.message()) {
-        (Some(n), Some(m)) => format!("{m} ({n})"),
-        (_, Some(m)) => m.to_string(),
-        (Some(n), None) => n.to_string(),
-        _ => "unknown D-Bus error".into(),
-    }
+/// A unit property.
+pub fn prop(name: &str, value: impl Into<Value>) -> Property {
+    (name.to_string(), value.into())
 }
 
 #[cfg(test)]

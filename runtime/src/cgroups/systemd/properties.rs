@@ -299,7 +299,10 @@ mod tests {
     fn quotas_round_up_to_whole_percent() {
         let names = |v: Vec<Property>| -> Vec<(String, u64)> {
             v.into_iter()
-                .map(|(n, v)| (n, v.0.as_u64().unwrap()))
+                .map(|(n, v)| match v {
+                    super::super::Value::U64(u) => (n, u),
+                    other => panic!("{n}: {other:?}"),
+                })
                 .collect()
         };
         assert_eq!(
