@@ -124,7 +124,9 @@ pub struct Options {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
-    pub entrypoint: Option<String>,
+    /// Replaces the image's Entrypoint (an empty list clears it, and with
+    /// it the image's Cmd).
+    pub entrypoint: Option<Vec<String>>,
     /// Bind mounts (`-v`, `--mount`, volumes), after the runtime's own.
     pub binds: Vec<BindMount>,
     /// `--tmpfs` values: `DST[:OPTIONS]`.
@@ -135,6 +137,9 @@ pub struct Options {
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids_limit: Option<i64>,
+    /// `--ulimit`: resource limits beside the open-file one every
+    /// container gets (which one of these may replace).
+    pub ulimits: Vec<Ulimit>,
     pub network: Network,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -182,6 +187,82 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         return Err(Error::invalid("--memory", format!("{s:?}: out of range")));
     }
     Ok((n * mult as f64) as i64)
+}
+
+/// The resource limits `--ulimit` names, as docker's (and the kernel's
+/// RLIMIT_ names, lowercase).
+const ULIMITS: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+/// One `--ulimit`: a resource limit of the container's process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, ... (see [`ULIMITS`]).
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Ulimit {
+    /// A limit by name, checked: the name known, soft no more than hard.
+    pub fn new(name: &str, soft: u64, hard: u64) -> Result<Ulimit> {
+        if !ULIMITS.contains(&name) {
+            return Err(Error::invalid(
+                "ulimit",
+                format!("{name:?}: want one of {}", ULIMITS.join(", ")),
+            ));
+        }
+        if soft > hard {
+            return Err(Error::invalid(
+                "ulimit",
+                format!("{name}: soft limit {soft} is above the hard limit {hard}"),
+            ));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+
+    /// docker's `--ulimit NAME=SOFT[:HARD]` (`-1`: unlimited).
+    pub fn parse(s: &str) -> Result<Ulimit> {
+        let bad = || Error::invalid("--ulimit", format!("{s:?}: want NAME=SOFT[:HARD]"));
+        let (name, limits) = s.split_once('=').ok_or_else(bad)?;
+        let number = |n: &str| -> Result<u64> {
+            match n.parse::<i64>() {
+                Ok(-1) => Ok(u64::MAX),
+                Ok(n) if n >= 0 => Ok(n as u64),
+                _ => Err(bad()),
+            }
+        };
+        let (soft, hard) = match limits.split_once(':') {
+            Some((s, h)) => (number(s)?, number(h)?),
+            None => (number(limits)?, number(limits)?),
+        };
+        Ulimit::new(name, soft, hard)
+    }
+
+    /// The runtime spec's name: `RLIMIT_NOFILE`.
+    pub fn kind(&self) -> String {
+        format!("RLIMIT_{}", self.name.to_ascii_uppercase())
+    }
 }
 
 fn normalize_cap(c: &str) -> Result<String> {
@@ -274,13 +355,12 @@ pub fn spec(
 ) -> Result<Value> {
     let rc = &config.config;
     let mut args: Vec<String> = match &opts.entrypoint {
-        Some(e) if e.is_empty() => Vec::new(),
-        Some(e) => vec![e.clone()],
+        Some(e) => e.clone(),
         None => rc.entrypoint.clone().unwrap_or_default(),
     };
     if !opts.args.is_empty() {
         args.extend(opts.args.iter().cloned());
-    } else if opts.entrypoint.is_none() || opts.entrypoint.as_deref() == Some("") {
+    } else if opts.entrypoint.as_ref().is_none_or(Vec::is_empty) {
         args.extend(rc.cmd.clone().unwrap_or_default());
     }
     if args.is_empty() {
@@ -330,6 +410,14 @@ pub fn spec(
     // daemon raises its own); raising it further needs CAP_SYS_RESOURCE.
     let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(_, hard)| hard);
+    let mut rlimits = vec![json!({ "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile })];
+    for u in &opts.ulimits {
+        let limit = json!({ "type": u.kind(), "hard": u.hard, "soft": u.soft });
+        match rlimits.iter_mut().find(|r| r["type"] == limit["type"]) {
+            Some(slot) => *slot = limit,
+            None => rlimits.push(limit),
+        }
+    }
 
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &[]),
@@ -493,7 +581,7 @@ pub fn spec(
             "env": env,
             "cwd": cwd,
             "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
-            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile }],
+            "rlimits": rlimits,
             "noNewPrivileges": false
         },
         "root": { "path": "rootfs", "readonly": opts.read_only },

@@ -1318,6 +1318,22 @@ impl Containers<'_> {
             .collect()
     }
 
+    /// `volume rm`: removes volume `name`, refused while a container
+    /// uses it.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        let volumes = Volumes::new(&self.root);
+        let _lock = volumes.lock(true)?;
+        volumes.get(name)?;
+        let users = self.volume_users(name);
+        if !users.is_empty() {
+            return Err(Error::Other(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        volumes.remove(name)
+    }
+
     /// Container `name`'s network as recorded while it is networked.
     pub fn sandbox(&self, name: &str) -> Result<Option<Sandbox>> {
         let c = self.get(name)?;
@@ -1541,8 +1557,7 @@ fn entrypoint_and_cmd(
     opts: &bundle::Options,
 ) -> (Vec<String>, Vec<String>) {
     let entrypoint = match &opts.entrypoint {
-        Some(e) if e.is_empty() => Vec::new(),
-        Some(e) => vec![e.clone()],
+        Some(e) => e.clone(),
         None => rc.entrypoint.clone().unwrap_or_default(),
     };
     let cmd = if !opts.args.is_empty() {

@@ -54,6 +54,14 @@ pub enum Error {
     /// (127 not found, 126 not executable).
     #[error("{detail}")]
     Command { code: i32, detail: String },
+    /// A compose file says something berth-img cannot do, or says it
+    /// wrongly: the file and the key's path.
+    #[error("{file}: {key}: {detail}")]
+    Compose {
+        file: String,
+        key: String,
+        detail: String,
+    },
     /// Another stage of a parallel build failed first; its error is the
     /// one reported.
     #[error("build cancelled: another stage failed")]

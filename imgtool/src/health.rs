@@ -45,6 +45,9 @@ fn is_zero(n: &i64) -> bool {
 /// The `--health-*` flags of `run`, as given.
 #[derive(Clone, Debug, Default)]
 pub struct HealthFlags {
+    /// The whole test as compose and docker's API give it (`CMD`,
+    /// `CMD-SHELL`, `NONE` first); `cmd` is the flag's shell form.
+    pub test: Option<Vec<String>>,
     pub cmd: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
@@ -113,7 +116,8 @@ fn flag_duration(flag: &str, v: &Option<String>) -> Result<Option<i64>> {
 /// merges them. None when there is no check (or `--no-healthcheck`, or a
 /// test of `NONE`).
 pub fn resolve(image: Option<&Value>, flags: &HealthFlags) -> Result<Option<HealthConfig>> {
-    let any_flag = flags.cmd.is_some()
+    let any_flag = flags.test.is_some()
+        || flags.cmd.is_some()
         || flags.interval.is_some()
         || flags.timeout.is_some()
         || flags.start_period.is_some()
@@ -131,6 +135,9 @@ pub fn resolve(image: Option<&Value>, flags: &HealthFlags) -> Result<Option<Heal
     let mut h: HealthConfig = image
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default();
+    if let Some(test) = &flags.test {
+        h.test = test.clone();
+    }
     if let Some(cmd) = &flags.cmd {
         h.test = vec!["CMD-SHELL".into(), cmd.clone()];
     }

@@ -5,7 +5,8 @@
 //! [`bundle`] turns a stored image into a bundle whose rootfs is an overlay
 //! of the layers ([`overlay`]) and whose config mirrors `docker run`;
 //! [`containers`] runs them, wired to CNI networks ([`network`]) and with
-//! [`volume`]s mounted.
+//! [`volume`]s mounted; [`compose`] runs a compose file's services with
+//! them.
 
 pub mod archive;
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod build;
 pub mod bundle;
 pub mod changes;
 pub mod clock;
+pub mod compose;
 pub mod containers;
 pub mod digest;
 pub mod error;

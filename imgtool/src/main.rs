@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
 
-use commands::{archive, auth, build, bundle, container, image, internal, network, volume, Global};
+use commands::{
+    archive, auth, build, bundle, compose, container, image, internal, network, volume, Global,
+};
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +118,8 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Run a compose file's services (docker compose's commands).
+    Compose(compose::ComposeArgs),
     /// What berth-img runs of itself (the poststop hook, the supervisor).
     #[command(subcommand, hide = true)]
     Internal(internal::InternalCommand),
@@ -200,6 +204,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Port(args) => container::port(&g, args)?,
         Command::Network(cmd) => network::network(&g, cmd)?,
         Command::Volume(cmd) => volume::volume(&g, cmd)?,
+        Command::Compose(args) => return compose::compose(&g, args),
         Command::Internal(cmd) => internal::internal(&g, cmd)?,
         Command::Build(args) => build::build(&g, args)?,
         Command::Import(args) => archive::import(&g, args)?,

@@ -107,39 +107,6 @@ impl Host {
     }
 }
 
-/// What `after` holds that `before` did not, apart from the scaffolding
-/// the CNI plugins set up once per namespace and keep (the jumps into
-/// their chains, as docker keeps its DOCKER chains): the rules some
-/// container left behind.
-fn leftovers(before: &[String], after: &[String]) -> Vec<String> {
-    const SHARED: &[&str] = &[
-        ":CNI-ADMIN -",
-        ":CNI-FORWARD -",
-        ":CNI-HOSTPORT-DNAT -",
-        ":CNI-HOSTPORT-MASQ -",
-        ":CNI-HOSTPORT-SETMARK -",
-        "-A FORWARD -m comment --comment \"CNI firewall plugin rules\" -j CNI-FORWARD",
-        "-A CNI-FORWARD -m comment --comment \"CNI firewall plugin admin overrides\" -j CNI-ADMIN",
-        "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        "-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ",
-        "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
-        "-A CNI-HOSTPORT-SETMARK -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark 0x2000/0x2000",
-    ];
-    let builtin = |l: &str| {
-        l.starts_with('*')
-            || l == "COMMIT"
-            || ["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"]
-                .iter()
-                .any(|c| l.starts_with(&format!(":{c} ")))
-    };
-    after
-        .iter()
-        .filter(|l| !before.contains(l) && !SHARED.contains(&l.as_str()) && !builtin(l))
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn published_ports_reach_the_container_from_everywhere() {
     let h = Host::new("net-ports");

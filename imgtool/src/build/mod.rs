@@ -1064,7 +1064,7 @@ impl Builder<'_> {
         let opts = bundle::Options {
             env: env.clone(),
             network: net.clone(),
-            entrypoint: Some(String::new()),
+            entrypoint: Some(Vec::new()),
             args: args.clone(),
             ..Default::default()
         };

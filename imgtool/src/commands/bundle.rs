@@ -53,6 +53,9 @@ pub struct BundleFlags {
     cpus: Option<String>,
     #[arg(long)]
     pids_limit: Option<i64>,
+    /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, ...).
+    #[arg(long)]
+    ulimit: Vec<String>,
     /// bridge (run's default), host, none, container:NAME or a network
     /// (repeat to join several); a bundle takes host or none (its default).
     #[arg(long = "net", alias = "network")]
@@ -102,7 +105,11 @@ impl BundleFlags {
             env: self.env.clone(),
             workdir: self.workdir.clone(),
             user: self.user.clone(),
-            entrypoint: self.entrypoint.clone(),
+            // One program, as docker's flag takes it; "" clears it.
+            entrypoint: self.entrypoint.as_ref().map(|e| match e.as_str() {
+                "" => Vec::new(),
+                e => vec![e.to_string()],
+            }),
             binds: Vec::new(),
             tmpfs: self.tmpfs.clone(),
             hostname: self.hostname.clone(),
@@ -111,6 +118,11 @@ impl BundleFlags {
             memory: self.memory.clone(),
             cpus: self.cpus.clone(),
             pids_limit: self.pids_limit,
+            ulimits: self
+                .ulimit
+                .iter()
+                .map(|u| bundle::Ulimit::parse(u))
+                .collect::<berth_img::Result<_>>()?,
             network: Network::None,
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),

@@ -99,6 +99,7 @@ impl CreateArgs {
             auto_remove,
             restart,
             health: HealthFlags {
+                test: None,
                 cmd: self.health_cmd,
                 interval: self.health_interval,
                 timeout: self.health_timeout,
@@ -469,7 +470,7 @@ pub fn ps(g: &Global, args: PsArgs) -> Result<()> {
 
 /// Prints `rows` through `format`: a table (header from `headers`,
 /// columns aligned as docker's) or one line per row.
-fn write_formatted(
+pub fn write_formatted(
     out: &mut impl Write,
     format: &str,
     headers: &Value,

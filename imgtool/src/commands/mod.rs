@@ -8,6 +8,7 @@ pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod bundle;
+pub mod compose;
 pub mod container;
 pub mod image;
 pub mod internal;

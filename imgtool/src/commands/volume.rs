@@ -120,19 +120,11 @@ pub fn volume(g: &Global, cmd: VolumeCommand) -> Result<()> {
             output::write_json(out, &list)?;
         }
         VolumeCommand::Rm(a) => {
-            let _lock = volumes.lock(true)?;
             for name in &a.names {
-                if volumes.get(name).is_err() {
-                    if a.force {
-                        continue;
-                    }
-                    bail!("volume {name}: not found");
+                if a.force && volumes.get(name).is_err() {
+                    continue;
                 }
-                let users = cs.volume_users(name);
-                if !users.is_empty() {
-                    bail!("remove {name}: volume is in use - [{}]", users.join(", "));
-                }
-                volumes.remove(name)?;
+                cs.remove_volume(name)?;
                 writeln!(out, "{name}")?;
             }
         }
