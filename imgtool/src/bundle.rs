@@ -465,6 +465,18 @@ pub fn spec(
             &["nosuid", "noexec", "nodev", "relatime", "ro"],
         ),
     ];
+    if crate::rootless::active() && opts.network == Network::Host {
+        // A user namespace cannot mount sysfs for the host's network
+        // namespace, nor a v1 cgroup hierarchy: the host's /sys read-only
+        // instead, as `runc spec --rootless`.
+        mounts.truncate(mounts.len() - 2);
+        mounts.push(mount(
+            "/sys",
+            "bind",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        ));
+    }
     for (dest, src) in etc_files {
         mounts.push(mount(
             dest,
@@ -518,6 +530,12 @@ pub fn spec(
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
         Network::Host => {}
+    }
+    if crate::rootless::active() {
+        // berth-img runs in the user's namespace: the container gets one of
+        // its own in it (what `berth --rootless` needs), every id mapped
+        // onto itself.
+        namespaces.push(json!({"type": "user"}));
     }
 
     let mut resources = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
@@ -600,6 +618,11 @@ pub fn spec(
             "seccomp": seccomp::default_profile(&caps)
         }
     });
+    if crate::rootless::active() {
+        let (uids, gids) = crate::rootless::container_mappings();
+        spec["linux"]["uidMappings"] = uids;
+        spec["linux"]["gidMappings"] = gids;
+    }
     if let Some(h) = &opts.hooks {
         spec["hooks"] = h.clone();
     }
@@ -787,14 +810,24 @@ pub fn create(
             fs::create_dir_all(&empty).context(|| format!("create {}", empty.display()))?;
             lowers.push(empty);
         }
-        Overlay {
+        let mounted = Overlay {
             lowers,
             upper: &upper,
             work: &work,
             options: Vec::new(),
         }
-        .mount(&rootfs)?;
-        "overlay"
+        .mount(&rootfs);
+        match mounted {
+            Ok(()) => "overlay",
+            // A user namespace may be refused overlayfs (a kernel before
+            // 5.11, a store on a filesystem it cannot stack): a copy then.
+            Err(e) if crate::rootless::active() => {
+                tracing::info!("rootless: no overlayfs here ({e}): the rootfs is a copy");
+                flatten(store, &layers, &rootfs)?;
+                "copy"
+            }
+            Err(e) => return Err(e),
+        }
     };
 
     // Volumes mounted for the first time get the image's content there.

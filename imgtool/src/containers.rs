@@ -730,6 +730,7 @@ impl Containers<'_> {
         reference: &Reference,
         opts: &RunOptions,
     ) -> Result<(Container, Flock<File>)> {
+        crate::rootless::check_publish(!opts.network.publish.is_empty() || opts.publish_all)?;
         let store = self.store()?;
         let record = crate::pull::ensure(store, reference, Platform::host(), false)?;
         let image = reference.to_string();

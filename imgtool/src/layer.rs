@@ -28,6 +28,7 @@ use crate::inroot::{self, Root};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// overlayfs' opaque mark as root (`rootless::opaque_xattr` says which).
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +124,15 @@ pub fn unpack(archive: impl Read, dest: &Path, mode: Mode) -> Result<(), UnpackE
                     tar::EntryType::Block => SFlag::S_IFBLK,
                     _ => SFlag::S_IFIFO,
                 };
-                make_node(&root, &rel, sflag, libc::makedev(major, minor), &meta)
+                if sflag != SFlag::S_IFIFO && crate::rootless::active() {
+                    // A user namespace cannot make device nodes; a rootless
+                    // container gets the host's by bind mount anyway (as
+                    // containers/storage skips them).
+                    tracing::debug!("rootless: device node {} not made", rel.display());
+                    Ok(())
+                } else {
+                    make_node(&root, &rel, sflag, libc::makedev(major, minor), &meta)
+                }
             }
             // Metadata-only records (pax globals, GNU long names) are folded
             // into the entries they describe by the tar reader.
@@ -171,7 +180,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, mode: Mode) -> io::Result<M
             let value = ext.value_bytes();
             if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                 // A layer must not be able to steer overlayfs itself.
-                if mode == Mode::Overlay && name.starts_with("trusted.overlay.") {
+                // overlayfs reads its own attributes from `user.` too when
+                // mounted rootless (`userxattr`).
+                if mode == Mode::Overlay
+                    && (name.starts_with("trusted.overlay.") || name.starts_with("user.overlay."))
+                {
                     tracing::warn!("ignoring xattr {name} in layer");
                     continue;
                 }
@@ -236,12 +249,19 @@ fn clear(dir: &OwnedFd, name: &CString, keep_dir: bool) -> io::Result<bool> {
     Ok(false)
 }
 
+/// The entry's owner as this store keeps it (see `rootless::owner`).
+fn ids(m: &Meta) -> (Option<Uid>, Option<Gid>) {
+    let (uid, gid) = crate::rootless::owner(m.uid, m.gid);
+    (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+}
+
 fn set_owner(dir: &OwnedFd, name: &CString, m: &Meta) -> io::Result<()> {
+    let (uid, gid) = ids(m);
     fchownat(
         dir.as_fd(),
         name.as_c_str(),
-        Some(Uid::from_raw(m.uid)),
-        Some(Gid::from_raw(m.gid)),
+        uid,
+        gid,
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
     .map_err(io_err)
@@ -310,8 +330,8 @@ pub(crate) fn make_dir(root: &Root, rel: &Path, m: &Meta) -> io::Result<()> {
         let fd = root
             .open_at(Path::new(""), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(io_err)?;
-        nix::unistd::fchown(&fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
-            .map_err(io_err)?;
+        let (uid, gid) = ids(m);
+        nix::unistd::fchown(&fd, uid, gid).map_err(io_err)?;
         fchmod(&fd, Perm::from_bits_truncate(m.mode)).map_err(io_err)?;
         return Ok(());
     };
@@ -342,12 +362,8 @@ pub(crate) fn make_file(root: &Root, rel: &Path, m: &Meta, data: &mut impl Read)
     let mut file = std::fs::File::from(fd);
     io::copy(data, &mut file)?;
     // chown clears set-id bits, so ownership goes first.
-    nix::unistd::fchown(
-        &file,
-        Some(Uid::from_raw(m.uid)),
-        Some(Gid::from_raw(m.gid)),
-    )
-    .map_err(io_err)?;
+    let (uid, gid) = ids(m);
+    nix::unistd::fchown(&file, uid, gid).map_err(io_err)?;
     fchmod(&file, Perm::from_bits_truncate(m.mode)).map_err(io_err)?;
     set_xattrs(&dir, &name, m)?;
     nix::sys::stat::futimens(&file, &m.mtime, &m.mtime).map_err(io_err)
@@ -438,7 +454,7 @@ fn opaque(root: &Root, dir: &Path, mode: Mode, written: &HashSet<PathBuf>) -> io
     match mode {
         Mode::Overlay => {
             let c = inroot::cstring(dirpath.as_os_str());
-            let k = CString::new(OVERLAY_OPAQUE_XATTR).unwrap();
+            let k = CString::new(crate::rootless::opaque_xattr()).unwrap();
             // SAFETY: valid C strings and a one-byte value.
             if unsafe { libc::setxattr(c.as_ptr(), k.as_ptr(), b"y".as_ptr().cast(), 1, 0) } != 0 {
                 return Err(io::Error::last_os_error());

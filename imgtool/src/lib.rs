@@ -33,6 +33,7 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod restart;
+pub mod rootless;
 pub mod seccomp;
 pub mod state;
 pub mod stats;

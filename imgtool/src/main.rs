@@ -10,7 +10,8 @@ use anyhow::{anyhow, Result};
 use clap::{Parser, Subcommand};
 
 use commands::{
-    archive, auth, build, bundle, compose, container, image, internal, network, volume, Global,
+    archive, auth, build, bundle, compose, container, image, internal, network, unshare, volume,
+    Global,
 };
 
 #[derive(Parser)]
@@ -20,14 +21,11 @@ use commands::{
     about = "Images from registries into OCI bundles for berth"
 )]
 struct Cli {
-    /// Where images, layers and bundle records are kept.
-    #[arg(
-        long,
-        global = true,
-        env = "BERTH_IMG_ROOT",
-        default_value = "/var/lib/berth"
-    )]
-    root: PathBuf,
+    /// Where images, layers and bundle records are kept (default
+    /// /var/lib/berth; for a user without root $XDG_DATA_HOME/berth, else
+    /// ~/.local/share/berth).
+    #[arg(long, global = true, env = "BERTH_IMG_ROOT")]
+    root: Option<PathBuf>,
     /// error, warn, info, debug or trace.
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
@@ -127,6 +125,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Make a one-layer image from a rootfs tar (plain, gzip or zstd).
     Import(archive::ImportArgs),
+    /// Run a command in the user namespace of a user without root.
+    Unshare(unshare::UnshareArgs),
 }
 
 fn init_logging(level: &str) -> Result<()> {
@@ -144,7 +144,10 @@ fn init_logging(level: &str) -> Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    let code = match init_logging(&cli.log_level).and_then(|()| dispatch(cli)) {
+    // Before any thread exists: joining a user namespace requires one.
+    let entered = init_logging(&cli.log_level)
+        .and_then(|()| berth_img::rootless::enter().map_err(anyhow::Error::from));
+    let code = match entered.and_then(|()| dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("berth-img: {e:#}");
@@ -162,8 +165,13 @@ fn main() {
 /// Runs the command; returns the exit status: 0, or that of the process
 /// `run` or `exec` ran.
 fn dispatch(cli: Cli) -> Result<i32> {
+    let root = match cli.root {
+        Some(root) => root,
+        None if berth_img::rootless::active() => berth_img::rootless::default_root()?,
+        None => PathBuf::from("/var/lib/berth"),
+    };
     let g = Global {
-        root: cli.root,
+        root,
         json: cli.json,
         runtime: cli.runtime,
     };
@@ -208,6 +216,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Internal(cmd) => internal::internal(&g, cmd)?,
         Command::Build(args) => build::build(&g, args)?,
         Command::Import(args) => archive::import(&g, args)?,
+        Command::Unshare(args) => return unshare::unshare(args),
     }
     Ok(0)
 }

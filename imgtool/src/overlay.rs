@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -87,8 +88,33 @@ impl Overlay<'_> {
             }
             set("upperdir", self.upper.as_os_str().as_bytes())?;
             set("workdir", self.work.as_os_str().as_bytes())?;
+            let rootless = crate::rootless::active();
             for (k, v) in &self.options {
-                set(k, v.as_bytes())?;
+                // `userxattr` (below) means redirect_dir=nofollow, which
+                // creates no redirects either, and refuses any other.
+                if !(rootless && *k == "redirect_dir") {
+                    set(k, v.as_bytes())?;
+                }
+            }
+            // In a user namespace overlayfs may not use `trusted.` xattrs:
+            // its opaque marks and whiteouts' attributes go by `user.`.
+            if rootless {
+                let k = cstr(b"userxattr");
+                if libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_FLAG,
+                    k.as_ptr(),
+                    0usize,
+                    0,
+                ) < 0
+                {
+                    let e = std::io::Error::last_os_error();
+                    return Err(Error::Path(
+                        target.into(),
+                        format!("overlay option userxattr: {e} {}", context_log(&fs)),
+                    ));
+                }
             }
             if libc::syscall(
                 libc::SYS_fsconfig,
@@ -128,6 +154,12 @@ impl Overlay<'_> {
                     format!("move_mount: {}", std::io::Error::last_os_error()),
                 ));
             }
+        }
+        if crate::rootless::active() {
+            tracing::debug!(
+                "rootless: {} is the kernel's overlayfs, mounted in the user's namespace",
+                target.display()
+            );
         }
         Ok(())
     }

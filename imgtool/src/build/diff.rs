@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 
 use crate::inroot::{self, Root};
-use crate::layer::OVERLAY_OPAQUE_XATTR;
 
 /// Reads one xattr of `path` (not following symlinks).
 fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
@@ -60,7 +59,10 @@ fn layer_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())
         .filter_map(|n| std::str::from_utf8(n).ok())
-        .filter(|n| n.starts_with("user.") || *n == "security.capability")
+        .filter(|n| {
+            (n.starts_with("user.") && !n.starts_with("user.overlay."))
+                || *n == "security.capability"
+        })
         .filter_map(|n| get_xattr(path, n).map(|v| (n.to_string(), v)))
         .collect()
 }
@@ -129,7 +131,7 @@ impl<W: Write> Writer<W> {
         if ft.is_dir() {
             let mut h = self.header(&m, tar::EntryType::Directory);
             self.tar.append_data(&mut h, rel, io::empty())?;
-            if get_xattr(&path, OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y") {
+            if get_xattr(&path, crate::rootless::opaque_xattr()).as_deref() == Some(b"y") {
                 let mut h = self.header(&m, tar::EntryType::Regular);
                 h.set_mode(0o644);
                 self.tar

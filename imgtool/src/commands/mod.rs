@@ -13,6 +13,7 @@ pub mod container;
 pub mod image;
 pub mod internal;
 pub mod network;
+pub mod unshare;
 pub mod volume;
 
 use std::path::PathBuf;

@@ -357,6 +357,7 @@ impl Networks {
 
     /// `network create`. The caller holds the lock.
     pub fn create(&self, name: &str, o: &CreateOptions) -> Result<Network> {
+        crate::rootless::check_network_create(name)?;
         if matches!(name, "bridge" | "host" | "none" | "default") {
             return Err(Error::invalid(
                 "network",

@@ -39,6 +39,9 @@ impl Mode {
     /// `bridge` (the default), `host`, `none`, `container:NAME` or a
     /// network's name.
     pub fn parse(values: &[String]) -> Result<Mode> {
+        if crate::rootless::active() {
+            return crate::rootless::network_mode(values);
+        }
         let bad = |v: &str, why: &str| Error::invalid("--network", format!("{v:?}: {why}"));
         let mut nets: Vec<String> = Vec::new();
         for v in values {
