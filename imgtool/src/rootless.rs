@@ -31,15 +31,26 @@ use nix::unistd::{ForkResult, Gid, Uid};
 
 use crate::error::{Error, Result};
 
-/// Whether this process is berth-img for a user without root: it runs in a
-/// user namespace other than the initial one (the user's, joined by
-/// [`enter`]).
+/// Whether this process is berth-img for a user without root: its root
+/// is an ordinary user outside its user namespace (the user's, joined by
+/// [`enter`]; or rootless podman's, for berth-img run in a container of
+/// it). Root of the initial namespace, or of one whose root is root
+/// outside, is not.
 pub fn active() -> bool {
     static ACTIVE: OnceLock<bool> = OnceLock::new();
     *ACTIVE.get_or_init(|| {
         std::fs::read_to_string("/proc/self/uid_map")
-            .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+            .map(|m| root_is_unprivileged(&m))
             .unwrap_or(false)
+    })
+}
+
+/// Whether a uid_map (lines "inside outside count") maps 0 to a user
+/// other than root.
+fn root_is_unprivileged(uid_map: &str) -> bool {
+    uid_map.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        matches!(f.as_slice(), ["0", outside, _] if *outside != "0")
     })
 }
 
@@ -487,6 +498,15 @@ fn join(pid: i32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootless_is_an_unprivileged_root() {
+        assert!(!root_is_unprivileged("         0          0 4294967295\n"));
+        assert!(root_is_unprivileged(
+            "         0       1000          1\n         1     100000      65536\n"
+        ));
+        assert!(!root_is_unprivileged("         0          0       1000\n"));
+    }
 
     #[test]
     fn subordinate_ranges() {
