@@ -11,6 +11,33 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
+/// web's page (from inside `ns`) once it holds `want`: the services
+/// start, and a service behind web may answer late.
+fn page(ns: &TestNetns, port: u16, want: &str) -> String {
+    let url = format!("http://127.0.0.1:{port}/cgi-bin/index");
+    let mut last = String::new();
+    eventually(20, || {
+        let o = ns.run(&["curl", "-sf", "--max-time", "3", &url]);
+        last = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.success() && last.contains(want)).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("curl {url}: no page with {want:?}; last: {last:?}"))
+}
+
+/// examples/compose copied to `dir/app`, as a user would copy it.
+fn copy_example(dir: &Path) -> PathBuf {
+    let app = dir.join("app");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/compose");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&example)
+        .arg(&app)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    app
+}
+
 /// The app's directory (`app`: the project's name), a store with
 /// `busybox:latest`, and the namespace everything runs in. Dropped in
 /// order: `down -v`, the containers left, the namespace, the files.
@@ -27,16 +54,7 @@ impl App {
         let scratch = Scratch::new(tag);
         let img = Img::new(&scratch, "store");
         img.import_busybox(&scratch, "busybox:latest");
-        // The app of examples/compose, as a user would copy it.
-        let dir = scratch.path("app");
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/compose");
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&example)
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let dir = copy_example(&scratch.0);
         // What its .env says.
         let port = 8080;
         let ns = TestNetns::new(tag);
@@ -74,17 +92,8 @@ impl App {
         self.img.ok_in(&self.ns, args)
     }
 
-    /// web's page once it holds `want` (the services start, and a
-    /// service behind web may answer late).
     fn curl(&self, want: &str) -> String {
-        let url = format!("http://127.0.0.1:{}/cgi-bin/index", self.port);
-        let mut last = String::new();
-        eventually(20, || {
-            let o = self.ns.run(&["curl", "-sf", "--max-time", "3", &url]);
-            last = String::from_utf8_lossy(&o.stdout).into_owned();
-            (o.status.success() && last.contains(want)).then(|| last.clone())
-        })
-        .unwrap_or_else(|| panic!("curl {url}: no page with {want:?}; last: {last:?}"))
+        page(&self.ns, self.port, want)
     }
 
     /// The IDs of the project's containers by name.
@@ -285,4 +294,240 @@ fn bad_files_fail_naming_the_key() {
     assert!(app.img.container_names().is_empty());
     assert!(app.volumes().is_empty());
     assert!(app.networks().iter().all(|n| !n.starts_with("app_")));
+}
+
+// The same file under the engines' own compose tools, with berth as
+// their runtime: Debian's docker-compose 1.29 against a private dockerd,
+// and podman-compose against podman. Each engine runs in a network
+// namespace the test made, so its bridges and iptables rules go with it.
+
+/// A daemon the test started: SIGTERM, a grace period, then SIGKILL.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let exited = eventually(20, || self.0.try_wait().ok().flatten());
+        if exited.is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A cgroup parent an engine puts its containers under, removed with
+/// everything below it in every hierarchy when the test ends.
+struct CgroupParent(String);
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        fn rm(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            rm(&h.path().join(&self.0));
+        }
+    }
+}
+
+/// Runs `f` when dropped (a teardown that must run even after a failed
+/// assertion).
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+fn output_ok(mut cmd: std::process::Command, what: &str) -> String {
+    let o = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{what}:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_app_runs_under_docker_compose_with_berth() {
+    let scratch = Scratch::new("compose-docker");
+    let ns = TestNetns::new("compose-docker");
+    let dir = scratch.0.clone();
+    let app = copy_example(&dir);
+    let cgroups = CgroupParent(format!("berth-compose-docker-{}", std::process::id()));
+    let ctd_sock = dir.join("containerd.sock");
+    std::fs::write(
+        dir.join("containerd.toml"),
+        format!(
+            "version = 2\nroot = \"{d}/ctd-root\"\nstate = \"{d}/ctd-state\"\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_cgroup = true\n",
+            d = dir.display(),
+            s = ctd_sock.display()
+        ),
+    )
+    .unwrap();
+    let log = |n: &str| std::fs::File::create(dir.join(n)).unwrap();
+    let _containerd = Daemon(
+        std::process::Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("containerd.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log("containerd.log"))
+            .stderr(log("containerd.log"))
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(30, || ctd_sock.exists().then_some(())).is_some());
+    let sock = format!("unix://{}", dir.join("docker.sock").display());
+    let berth = berth();
+    // Limits within this host's: without CAP_SYS_RESOURCE, docker's
+    // default nofile would raise the hard limit.
+    let _dockerd = Daemon(
+        ns.cmd(&[
+            "dockerd",
+            "--data-root",
+            dir.join("data").to_str().unwrap(),
+            "--exec-root",
+            dir.join("exec").to_str().unwrap(),
+            "--pidfile",
+            dir.join("docker.pid").to_str().unwrap(),
+            "-H",
+            &sock,
+            "--containerd",
+            ctd_sock.to_str().unwrap(),
+            "--add-runtime",
+            &format!("berth={}", berth.display()),
+            "--default-runtime",
+            "berth",
+            "--cgroup-parent",
+            &format!("/{}", cgroups.0),
+            "--userland-proxy=false",
+            "--default-ulimit",
+            "nofile=1024:1024",
+            "--default-ulimit",
+            "nproc=1024:1024",
+        ])
+        .stdout(log("dockerd.log"))
+        .stderr(log("dockerd.log"))
+        .spawn()
+        .unwrap(),
+    );
+    let docker = |args: &[&str]| {
+        let mut c = std::process::Command::new("/usr/bin/docker");
+        c.env("DOCKER_HOST", &sock).args(args);
+        c
+    };
+    let up = eventually(60, || {
+        let o = docker(&["version"]).output().unwrap();
+        o.status.success().then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "dockerd did not start:\n{}",
+        std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+    );
+    let mut import = docker(&["import"]);
+    import.arg(busybox_tar(&scratch)).arg("busybox:latest");
+    output_ok(import, "docker import");
+    let compose = |args: &[&str]| {
+        let mut c = std::process::Command::new("docker-compose");
+        c.env("DOCKER_HOST", &sock).current_dir(&app).args(args);
+        c
+    };
+    let _down = Finally(|| {
+        let _ = compose(&["down", "-v"]).output();
+    });
+
+    output_ok(compose(&["up", "-d"]), "docker-compose up -d");
+    let first = page(&ns, 8080, "seeded");
+    assert!(first.starts_with("hello web < api < seeded "), "{first}");
+    // docker-compose waited for data's health check, which berth ran.
+    let gate = output_ok(docker(&["exec", "app_api_1", "cat", "/tmp/first"]), "exec");
+    assert!(gate.starts_with("seeded "), "{gate}");
+    let runtime = output_ok(
+        docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", "app_web_1"]),
+        "inspect",
+    );
+    assert_eq!(runtime, "berth\n");
+    output_ok(compose(&["down"]), "docker-compose down");
+    output_ok(compose(&["up", "-d"]), "docker-compose up -d again");
+    let seed = first.trim().rsplit(' ').next().unwrap();
+    page(&ns, 8080, seed);
+    output_ok(compose(&["down", "-v"]), "docker-compose down -v");
+    assert_eq!(output_ok(docker(&["ps", "-aq"]), "ps"), "");
+    assert_eq!(output_ok(docker(&["volume", "ls", "-q"]), "volume ls"), "");
+}
+
+#[test]
+fn the_app_runs_under_podman_compose_with_berth() {
+    let scratch = Scratch::new("compose-podman");
+    let ns = TestNetns::new("compose-podman");
+    let dir = scratch.0.clone();
+    let app = copy_example(&dir);
+    let pid = std::process::id();
+    let cgroups = CgroupParent(format!("berth-compose-podman-{pid}"));
+    // host-local keeps podman's leases under /var/lib/cni/networks by
+    // network name: a name of this test's own, removed at the end.
+    let project = format!("berthcompose{pid}");
+    let leases = PathBuf::from(format!("/var/lib/cni/networks/{project}_default"));
+    let d = dir.display();
+    let podman_args = format!(
+        "--root {d}/root --runroot {d}/runroot --tmpdir {d}/tmp --network-config-dir {d}/net \
+         --runtime {} --cgroup-manager cgroupfs --events-backend file --storage-driver vfs",
+        berth().display()
+    );
+    let podman = |args: &[&str]| {
+        let mut c = ns.cmd(&["podman"]);
+        c.args(podman_args.split(' ')).args(args);
+        c
+    };
+    let compose = |args: &[&str]| {
+        let mut c = ns.cmd(&["podman-compose", "-p", &project]);
+        c.arg(format!("--podman-args={podman_args}"))
+            // Limits within this host's (no CAP_SYS_RESOURCE here).
+            .arg(format!(
+                "--podman-run-args=--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --cgroup-parent /{}",
+                cgroups.0
+            ))
+            .current_dir(&app)
+            .args(args);
+        c
+    };
+    let mut import = podman(&["import"]);
+    import.arg(busybox_tar(&scratch)).arg("busybox:latest");
+    output_ok(import, "podman import");
+    let _down = Finally(|| {
+        let _ = compose(&["down", "-v"]).output();
+        let _ = podman(&["rm", "-af"]).output();
+        let _ = podman(&["network", "rm", "-f", &format!("{project}_default")]).output();
+        let _ = std::fs::remove_dir_all(&leases);
+    });
+
+    output_ok(compose(&["up", "-d"]), "podman-compose up -d");
+    let first = page(&ns, 8080, "seeded");
+    assert!(first.starts_with("hello web < api < seeded "), "{first}");
+    let runtime = output_ok(
+        podman(&[
+            "inspect",
+            "-f",
+            "{{.OCIRuntime}}",
+            &format!("{project}_web_1"),
+        ]),
+        "inspect",
+    );
+    assert!(runtime.trim().ends_with("/berth"), "{runtime}");
+    output_ok(compose(&["down"]), "podman-compose down");
+    output_ok(compose(&["up", "-d"]), "podman-compose up -d again");
+    let seed = first.trim().rsplit(' ').next().unwrap();
+    page(&ns, 8080, seed);
+    output_ok(compose(&["down", "-v"]), "podman-compose down -v");
+    assert_eq!(output_ok(podman(&["ps", "-aq"]), "ps"), "");
+    assert_eq!(output_ok(podman(&["volume", "ls", "-q"]), "volume ls"), "");
 }
