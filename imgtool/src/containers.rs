@@ -786,9 +786,14 @@ impl Containers<'_> {
         bopts.network = match &namespace {
             Namespace::Host => bundle::Network::Host,
             Namespace::Join(p) => bundle::Network::Join(p.clone()),
+            Namespace::New => bundle::Network::None,
         };
-        if matches!(request.mode, Mode::None | Mode::Bridge(_)) {
+        if matches!(namespace, Namespace::Join(_))
+            && matches!(request.mode, Mode::None | Mode::Bridge(_))
+        {
             bopts.hooks = Some(poststop_hook(&self.root)?);
+        } else if namespace == Namespace::New {
+            bopts.hooks = crate::rootless::loopback_hooks();
         }
         unwind.bundle = true;
         let bundle_dir = bundle::create(store, &image, &record, &self.bundle_dir(&key), &bopts)?;

@@ -134,12 +134,12 @@ fn identity_mappings(map: &str) -> serde_json::Value {
 /// Why networks need root: berth-img's networks are CNI bridges (iptables,
 /// veth pairs in the host's namespace); slirp4netns and pasta, which give
 /// rootless podman its own, need /dev/net/tun.
-const NO_BRIDGE: &str = "bridge and user networks need root (CNI); without root a container shares the host's network (--network host)";
+const NO_BRIDGE: &str = "bridge and user networks need root (CNI); without root a container shares the host's network (--network host) or has none (--network none)";
 
 /// `--network` without root: the host's network, the default (with a
-/// notice, since docker's default is a private one); everything that
-/// needs a namespace wired by CNI or joined across user namespaces is
-/// refused naming the flag.
+/// notice, since docker's default is a private one), or `none`;
+/// everything that needs a namespace wired by CNI or joined across user
+/// namespaces is refused naming the flag.
 pub fn network_mode(values: &[String]) -> Result<crate::network::sandbox::Mode> {
     match values {
         [] => {
@@ -147,8 +147,23 @@ pub fn network_mode(values: &[String]) -> Result<crate::network::sandbox::Mode> 
             Ok(crate::network::sandbox::Mode::Host)
         }
         [v] if v == "host" => Ok(crate::network::sandbox::Mode::Host),
+        [v] if v == "none" => Ok(crate::network::sandbox::Mode::None),
         [v, ..] => Err(Error::invalid("--network", format!("{v:?}: {NO_BRIDGE}"))),
     }
+}
+
+/// The hooks of a rootless `--network none` container: loopback up, as
+/// docker's `none` has it (CNI's loopback plugin, which does that as
+/// root, cannot reach a namespace `berth` makes in the container's user
+/// namespace). A createContainer hook runs in the container's namespaces
+/// before its program: the host's `ip`, where there is one.
+pub fn loopback_hooks() -> Option<serde_json::Value> {
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    Some(serde_json::json!({
+        "createContainer": [{"path": ip, "args": ["ip", "link", "set", "lo", "up"]}]
+    }))
 }
 
 /// `-p`/`-P` without root: refused (the host's network has no ports to

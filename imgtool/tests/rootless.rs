@@ -319,6 +319,21 @@ fn a_user_without_root_builds_runs_and_commits() {
         text(&out)
     );
 
+    // `--network none`: a namespace of its own with loopback up.
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "web:1",
+            "sh",
+            "-c",
+            "ls /sys/class/net; ip link show lo | grep -c ,UP",
+        ]),
+        "lo\n1\n"
+    );
+
     // A detached container and what docker users do with it.
     u.ok(&["run", "-d", "--name", "w", "web:1"]);
     assert!(
@@ -373,6 +388,8 @@ fn a_user_without_root_builds_runs_and_commits() {
         "{err}"
     );
     let err = u.fail(&["run", "--rm", "--network", "bridge", "web:1", "true"]);
+    assert!(err.contains("--network"), "{err}");
+    let err = u.fail(&["run", "--rm", "--network", "container:w", "web:1", "true"]);
     assert!(err.contains("--network"), "{err}");
     let err = u.fail(&["network", "create", "front"]);
     assert!(err.contains("need root"), "{err}");

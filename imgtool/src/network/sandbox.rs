@@ -186,6 +186,10 @@ impl Sandbox {
 pub enum Namespace {
     Host,
     Join(PathBuf),
+    /// One `berth` makes with the container: rootless `none`, since a
+    /// namespace of ours could not be joined from the container's nested
+    /// user namespace.
+    New,
 }
 
 /// The sandboxes of one store.
@@ -271,6 +275,7 @@ impl Sandboxes {
     pub fn namespace_for(&self, name: &str, mode: &Mode) -> Result<Namespace> {
         match mode {
             Mode::Host => Ok(Namespace::Host),
+            Mode::None if crate::rootless::active() => Ok(Namespace::New),
             Mode::None | Mode::Bridge(_) => Ok(Namespace::Join(self.netns_path(name))),
             Mode::Container(other) => match self.joined(other)? {
                 None => Ok(Namespace::Host),
@@ -352,6 +357,11 @@ impl Sandboxes {
             Mode::None => {
                 refuse_ports("none")?;
                 sb.mode = "none".into();
+                if crate::rootless::active() {
+                    // berth makes the namespace (Namespace::New).
+                    self.save(&sb)?;
+                    return Ok(sb);
+                }
                 self.wire(sb, &[], req)
             }
             Mode::Bridge(names) => {
