@@ -301,11 +301,16 @@ fn bad_files_fail_naming_the_key() {
 // and podman-compose against podman. Each engine runs in a network
 // namespace the test made, so its bridges and iptables rules go with it.
 
-/// A daemon the test started: SIGTERM, a grace period, then SIGKILL.
+/// A process the test started, ended on drop: SIGTERM, a grace period,
+/// then SIGKILL.
 struct Daemon(std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Once reaped, its pid may be another process's.
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let exited = eventually(20, || self.0.try_wait().ok().flatten());
@@ -477,10 +482,13 @@ fn the_app_runs_under_podman_compose_with_berth() {
     // network name: a name of this test's own, removed at the end.
     let project = format!("berthcompose{pid}");
     let leases = PathBuf::from(format!("/var/lib/cni/networks/{project}_default"));
+    // podman takes a run root of at most 50 characters.
+    let runroot = PathBuf::from(format!("/tmp/berth-compose-{pid}"));
     let d = dir.display();
     let podman_args = format!(
-        "--root {d}/root --runroot {d}/runroot --tmpdir {d}/tmp --network-config-dir {d}/net \
+        "--root {d}/root --runroot {} --tmpdir {d}/tmp --network-config-dir {d}/net \
          --runtime {} --cgroup-manager cgroupfs --events-backend file --storage-driver vfs",
+        runroot.display(),
         berth().display()
     );
     let podman = |args: &[&str]| {
@@ -500,15 +508,19 @@ fn the_app_runs_under_podman_compose_with_berth() {
             .args(args);
         c
     };
-    let mut import = podman(&["import"]);
-    import.arg(busybox_tar(&scratch)).arg("busybox:latest");
-    output_ok(import, "podman import");
     let _down = Finally(|| {
         let _ = compose(&["down", "-v"]).output();
         let _ = podman(&["rm", "-af"]).output();
         let _ = podman(&["network", "rm", "-f", &format!("{project}_default")]).output();
         let _ = std::fs::remove_dir_all(&leases);
+        for m in mounts_below(&runroot) {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&runroot);
     });
+    let mut import = podman(&["import"]);
+    import.arg(busybox_tar(&scratch)).arg("busybox:latest");
+    output_ok(import, "podman import");
 
     output_ok(compose(&["up", "-d"]), "podman-compose up -d");
     let first = page(&ns, 8080, "seeded");
@@ -530,4 +542,44 @@ fn the_app_runs_under_podman_compose_with_berth() {
     output_ok(compose(&["down", "-v"]), "podman-compose down -v");
     assert_eq!(output_ok(podman(&["ps", "-aq"]), "ps"), "");
     assert_eq!(output_ok(podman(&["volume", "ls", "-q"]), "volume ls"), "");
+}
+
+#[test]
+fn up_without_detach_shows_the_output_until_interrupted() {
+    let app = App::new("compose-attach");
+    let file = app.file();
+    let mut up = Daemon(
+        app.img
+            .cmd_in(&app.ns, &["compose", "-f", &file, "up", "-t", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    app.curl("seeded");
+    // nsenter only entered the namespace: the child is berth-img itself.
+    let pid = nix::unistd::Pid::from_raw(up.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let exited = eventually(30, || up.0.try_wait().ok().flatten());
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    let (mut out, mut err) = (String::new(), String::new());
+    use std::io::Read;
+    up.0.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    up.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(out.contains("app_data_1  | data ready\n"), "{out}");
+    assert!(err.contains("Gracefully stopping"), "{err}");
+    for name in ["app_web_1", "app_api_1", "app_data_1"] {
+        assert!(err.contains(&format!("Container {name}  Stopped")), "{err}");
+    }
+    let (ps, _) = app.ok(&["ps"]);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    assert_eq!(app.ok(&["ps", "-a", "-q"]).0.lines().count(), 3);
 }

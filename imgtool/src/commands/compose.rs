@@ -4,6 +4,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -64,6 +66,9 @@ pub struct UpArgs {
     /// Build images before starting containers.
     #[arg(long)]
     build: bool,
+    /// Seconds to wait for a container to stop on Ctrl-C (attached).
+    #[arg(short, long, default_value_t = 10)]
+    timeout: u64,
     services: Vec<String>,
 }
 
@@ -137,7 +142,7 @@ pub fn compose(g: &Global, args: ComposeArgs) -> Result<i32> {
         ComposeCommand::Up(a) => {
             let names = compose::up(&store, runtime, &project, &a.services, a.build, progress)?;
             if !a.detach {
-                attach(g, &store, &project, &names)?;
+                attach(g, &store, &project, &names, Duration::from_secs(a.timeout))?;
             }
         }
         ComposeCommand::Down(a) => {
@@ -280,21 +285,33 @@ fn follow_logs(cs: &Containers, list: &[Container], follow: bool) -> Result<()> 
 /// `up` without `-d`: the services' output until they all exit, or until
 /// SIGINT or SIGTERM, which stops them (compose's "Gracefully
 /// stopping").
-fn attach(g: &Global, store: &Store, project: &Project, names: &[String]) -> Result<()> {
+fn attach(
+    g: &Global,
+    store: &Store,
+    project: &Project,
+    names: &[String],
+    timeout: Duration,
+) -> Result<()> {
     let signals = SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM]);
     // Blocked before any thread starts, so every thread inherits it and
     // only the waiter below takes the signal.
     signals.thread_block()?;
-    let (root, runtime, stopping) = (g.root.clone(), g.runtime.clone(), project.clone());
-    std::thread::spawn(move || {
+    let signalled = Arc::new(AtomicBool::new(false));
+    let (root, runtime, stopping, flag) = (
+        g.root.clone(),
+        g.runtime.clone(),
+        project.clone(),
+        signalled.clone(),
+    );
+    let waiter = std::thread::spawn(move || {
         if signals.wait().is_err() {
             return;
         }
+        flag.store(true, Ordering::SeqCst);
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         // A second signal ends berth-img at once.
         let _ = signals.thread_unblock();
         let stopped = Store::open(&root, Access::Shared)
-            .map_err(anyhow::Error::from)
             .and_then(|store| {
                 compose::act(
                     &store,
@@ -302,11 +319,11 @@ fn attach(g: &Global, store: &Store, project: &Project, names: &[String]) -> Res
                     &stopping,
                     &[],
                     Action::Stop,
-                    Duration::from_secs(10),
+                    timeout,
                     &mut std::io::stderr(),
                 )
-                .map_err(anyhow::Error::from)
-            });
+            })
+            .map_err(anyhow::Error::from);
         if let Err(e) = stopped {
             eprintln!("berth-img: {e:#}");
         }
@@ -316,5 +333,10 @@ fn attach(g: &Global, store: &Store, project: &Project, names: &[String]) -> Res
         .iter()
         .map(|n| cs.get(n))
         .collect::<berth_img::Result<_>>()?;
-    follow_logs(&cs, &list, true)
+    follow_logs(&cs, &list, true)?;
+    // The last container's exit ends the logs before the stop is told.
+    if signalled.load(Ordering::SeqCst) {
+        let _ = waiter.join();
+    }
+    Ok(())
 }

@@ -684,9 +684,29 @@ pub enum Action {
     Restart,
 }
 
+/// `services` in the waves they stop in: those nothing left depends on
+/// first, then what they depend on, and so on.
+pub fn stop_waves(model: &Model, services: &[String]) -> Vec<Vec<String>> {
+    // A service's depth: 0 without dependencies, else one more than its
+    // deepest dependency's (the file has no cycles).
+    fn depth(model: &Model, s: &str) -> usize {
+        model.services[s]
+            .depends_on
+            .keys()
+            .map(|d| depth(model, d) + 1)
+            .max()
+            .unwrap_or(0)
+    }
+    let mut waves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for s in services {
+        waves.entry(depth(model, s)).or_default().push(s.clone());
+    }
+    waves.into_values().rev().collect()
+}
+
 /// `stop`, `start`, `restart` of the project's containers of `services`
 /// (all when empty): started in dependency order (each after its
-/// dependencies meet their conditions), stopped in reverse.
+/// dependencies meet their conditions), stopped in [`stop_waves`].
 pub fn act(
     store: &Store,
     runtime: Option<&Path>,
@@ -699,16 +719,32 @@ pub fn act(
     let cs = Containers::new(store, runtime)?;
     let list = containers_of(&cs, &project.name)?;
     let order = project.services(services)?;
-    let mut chosen = select(&list, &order);
     if action == Action::Stop {
-        chosen.reverse();
-    }
-    for (c, _, _) in chosen {
-        match action {
-            Action::Stop => {
-                cs.stop(&c.name, timeout)?;
+        // Each wave at once (a container that ignores SIGTERM costs the
+        // timeout once, not once per service), dependents before what
+        // they depend on.
+        for wave in stop_waves(&project.model, &order) {
+            let chosen = select(&list, &wave);
+            let stopped: Vec<Result<()>> = std::thread::scope(|s| {
+                let threads: Vec<_> = chosen
+                    .iter()
+                    .map(|(c, _, _)| s.spawn(|| cs.stop(&c.name, timeout)))
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("a stop thread panicked"))
+                    .collect()
+            });
+            for ((c, _, _), r) in chosen.iter().zip(stopped) {
+                r?;
                 say(progress, "Container", &c.name, "Stopped");
             }
+        }
+        return Ok(());
+    }
+    for (c, _, _) in select(&list, &order) {
+        match action {
+            Action::Stop => unreachable!("stopped in waves above"),
             Action::Start => {
                 // As `up`: a service starts once its dependencies are
                 // started, healthy or done, as it asks.
@@ -842,6 +878,11 @@ mod tests {
             ["data", "api", "web"]
         );
         assert!(p.services(&["nope".into()]).is_err());
+        assert_eq!(
+            stop_waves(&p.model, &p.services(&[]).unwrap()),
+            [vec!["web"], vec!["api"], vec!["data", "other"]]
+        );
+        assert_eq!(stop_waves(&p.model, &["data".into()]), [vec!["data"]]);
         assert_eq!(
             p.model.services["api"].depends_on["data"],
             Condition::ServiceHealthy
