@@ -1208,3 +1208,144 @@ pub fn split_command(s: &str) -> std::result::Result<Vec<String>, String> {
     }
     Ok(words)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(yaml: &str, vars: &[(&str, &str)]) -> Result<Model> {
+        let env = Environment::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        parse(yaml, "compose.yaml", Path::new("/proj"), &env)
+    }
+
+    fn error(yaml: &str) -> String {
+        parse_with(yaml, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn short_and_long_syntaxes_come_to_one_form() {
+        let m = parse_with(
+            r#"
+x-common: &common
+  image: busybox
+services:
+  web:
+    <<: *common
+    command: sh -c 'echo "a b"'
+    entrypoint: ["/bin/sh"]
+    environment: [A=1, B]
+    ports:
+      - 8080:80
+      - target: 53
+        published: "5353"
+        host_ip: 127.0.0.1
+        protocol: udp
+    volumes:
+      - data:/data:ro
+      - ./site:/www
+      - type: tmpfs
+        target: /tmp
+        tmpfs: {size: 64m}
+    networks:
+      front:
+        aliases: [www]
+    depends_on:
+      db: {condition: service_healthy}
+    healthcheck:
+      test: wget -q localhost
+      interval: 1m30s
+      retries: 3
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+  db:
+    image: ${DB_IMAGE:-busybox}:${DB_TAG}
+volumes:
+  data:
+networks:
+  front:
+    ipam:
+      config: [{subnet: 10.99.0.0/24}]
+"#,
+            &[("B", "from-env"), ("DB_TAG", "1")],
+        )
+        .unwrap();
+        let web = &m.services["web"];
+        assert_eq!(web.image.as_deref(), Some("busybox"));
+        assert_eq!(
+            web.command.as_deref().unwrap(),
+            ["sh", "-c", "echo \"a b\""]
+        );
+        assert_eq!(web.entrypoint.as_deref().unwrap(), ["/bin/sh"]);
+        assert_eq!(web.environment["A"], "1");
+        assert_eq!(web.environment["B"], "from-env");
+        assert_eq!(web.ports, ["8080:80", "127.0.0.1:5353:53/udp"]);
+        assert_eq!(web.volumes[0].kind, VolumeType::Volume);
+        assert_eq!(web.volumes[0].source, "data");
+        assert!(web.volumes[0].read_only);
+        assert_eq!(web.volumes[1].kind, VolumeType::Bind);
+        assert_eq!(web.volumes[1].source, "/proj/site");
+        assert_eq!(web.volumes[2].kind, VolumeType::Tmpfs);
+        assert_eq!(web.volumes[2].tmpfs_size, Some(64 << 20));
+        assert_eq!(web.networks["front"], ["www"]);
+        assert_eq!(web.depends_on["db"], Condition::ServiceHealthy);
+        let h = web.healthcheck.as_ref().unwrap();
+        assert_eq!(h.test, ["CMD-SHELL", "wget -q localhost"]);
+        assert_eq!(h.interval.as_deref(), Some("1m30s"));
+        assert_eq!(web.ulimits[0].kind(), "RLIMIT_NOFILE");
+        assert_eq!(web.ulimits[0].hard, 2048);
+        assert_eq!(m.services["db"].image.as_deref(), Some("busybox:1"));
+        assert_eq!(m.networks["front"].subnet.as_deref(), Some("10.99.0.0/24"));
+        assert!(m.volumes.contains_key("data"));
+    }
+
+    #[test]
+    fn what_is_not_supported_is_named() {
+        let svc = |rest: &str| format!("services:\n  web:\n    image: busybox\n{rest}");
+        for (yaml, want) in [
+            (
+                svc("    privileged: true\n"),
+                "compose.yaml: services.web.privileged: not supported by berth-img",
+            ),
+            (
+                "configs: {}\nservices: {}\n".into(),
+                "compose.yaml: configs: not supported",
+            ),
+            (
+                svc("    build: {context: ., ssh: [default]}\n"),
+                "services.web.build.ssh: not supported",
+            ),
+            (
+                svc("    healthcheck: {test: [true]}\n"),
+                "services.web.healthcheck.test: a list starts with CMD",
+            ),
+            (svc("    restart: sometimes\n"), "services.web.restart"),
+            (svc("    ports: ['80:99999']\n"), "services.web.ports[0]"),
+            (
+                svc("    volumes: [{type: bind, target: /x}]\n"),
+                "services.web.volumes[0].source: is required for a bind",
+            ),
+            (
+                "services:\n  web:\n    command: x\n".into(),
+                "services.web: has neither an image nor a build context",
+            ),
+            (
+                "services:\n  web:\n    image: ${TAG:?TAG is needed}\n".into(),
+                "TAG is needed",
+            ),
+            ("services: {}\n".into(), "services: no services defined"),
+        ] {
+            let e = error(&yaml);
+            assert!(e.contains(want), "{yaml}\n{e}");
+        }
+    }
+
+    #[test]
+    fn commands_split_as_a_shell_would() {
+        assert_eq!(
+            split_command(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(),
+            ["a", "b c", "d \"e\"", "f g"]
+        );
+        assert_eq!(split_command("  ").unwrap(), Vec::<String>::new());
+        assert!(split_command("'open").is_err());
+    }
+}
