@@ -238,6 +238,9 @@ fn the_app_runs_keeps_its_data_and_goes_away() {
         progress.contains("Network app_default  Removed"),
         "{progress}"
     );
+    let at = |s: &str| progress.find(s).unwrap();
+    assert!(at("app_web_1  Removed") < at("app_api_1  Removed"));
+    assert!(at("app_api_1  Removed") < at("app_data_1  Removed"));
     assert!(app.img.container_names().is_empty());
     assert!(!app.networks().contains(&"app_default".to_string()));
     assert_eq!(app.volumes(), ["app_store"]);

@@ -146,7 +146,7 @@ pub fn compose(g: &Global, args: ComposeArgs) -> Result<i32> {
             }
         }
         ComposeCommand::Down(a) => {
-            compose::down(&store, runtime, &project.name, a.volumes, progress)?;
+            compose::down(&store, runtime, &project, a.volumes, progress)?;
         }
         ComposeCommand::Ps(a) => ps(g, &store, &project, a)?,
         ComposeCommand::Logs(a) => {

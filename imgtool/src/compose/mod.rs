@@ -640,19 +640,27 @@ pub fn up(
 /// `down`: stops and removes the project's containers (their anonymous
 /// volumes too with `volumes`), then its networks; with `volumes`, also
 /// its named volumes. External networks and volumes are left alone (they
-/// carry no project label).
+/// carry no project label). Dependents go first; containers of services
+/// the file no longer has, last.
 pub fn down(
     store: &Store,
     runtime: Option<&Path>,
-    project: &str,
+    project: &Project,
     volumes: bool,
     progress: &mut dyn Write,
 ) -> Result<()> {
     let cs = Containers::new(store, runtime)?;
-    for (c, _, _) in containers_of(&cs, project)?.iter().rev() {
+    let order = project.services(&[])?;
+    let mut list = containers_of(&cs, &project.name)?;
+    list.sort_by_key(|(c, _, _)| {
+        let at = order.iter().position(|s| s == service_of(c));
+        (at.is_none(), std::cmp::Reverse(at))
+    });
+    for (c, _, _) in &list {
         cs.remove(&c.name, true, volumes)?;
         say(progress, "Container", &c.name, "Removed");
     }
+    let project = project.name.as_str();
     let labelled = |labels: &BTreeMap<String, String>| {
         labels.get(PROJECT_LABEL).map(String::as_str) == Some(project)
     };
