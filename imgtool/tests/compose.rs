@@ -586,3 +586,38 @@ fn up_without_detach_shows_the_output_until_interrupted() {
     assert_eq!(ps.lines().count(), 1, "{ps}");
     assert_eq!(app.ok(&["ps", "-a", "-q"]).0.lines().count(), 3);
 }
+
+#[test]
+fn a_service_is_built_from_its_context() {
+    let app = App::new("compose-build");
+    let ctx = app.dir.join("greeter");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM busybox:latest\nARG GREETING\nRUN echo \"$GREETING\" > /greeting\nCMD [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.dir.join("compose.yaml"),
+        "services:\n  greeter:\n    build:\n      context: ./greeter\n      dockerfile: Containerfile\n      args:\n        GREETING: ${GREETING:-hello}\n    network_mode: none\n",
+    )
+    .unwrap();
+    app.ok(&["build"]);
+    let images = app.img_ok(&["images"]);
+    assert!(images.contains("app_greeter"), "{images}");
+    app.ok(&["up", "-d"]);
+    let (out, _) = app.ok(&["exec", "-T", "greeter", "cat", "/greeting"]);
+    assert_eq!(out, "hello\n");
+    // A changed build argument: `up --build` makes a new image, and the
+    // container is replaced because its image changed.
+    std::fs::write(app.dir.join(".env"), "GREETING=bonjour\n").unwrap();
+    let (_, progress) = app.ok(&["up", "-d", "--build"]);
+    assert!(
+        progress.contains("Container app_greeter_1  Recreated"),
+        "{progress}"
+    );
+    let (out, _) = app.ok(&["exec", "-T", "greeter", "cat", "/greeting"]);
+    assert_eq!(out, "bonjour\n");
+    app.ok(&["down"]);
+    assert!(app.img.container_names().is_empty());
+}

@@ -140,7 +140,11 @@ pub fn compose(g: &Global, args: ComposeArgs) -> Result<i32> {
     let progress = &mut std::io::stderr();
     match args.command {
         ComposeCommand::Up(a) => {
-            let names = compose::up(&store, runtime, &project, &a.services, a.build, progress)?;
+            let builds = compose::images_to_build(&store, &project, &a.services, a.build)?;
+            if !builds.is_empty() {
+                build_apart(g, &project, &builds)?;
+            }
+            let names = compose::up(&store, runtime, &project, &a.services, progress)?;
             if !a.detach {
                 attach(g, &store, &project, &names, Duration::from_secs(a.timeout))?;
             }
@@ -196,6 +200,28 @@ pub fn compose(g: &Global, args: ComposeArgs) -> Result<i32> {
         )?,
     }
     Ok(0)
+}
+
+/// `compose build SERVICES` in a berth-img of its own: a build leaves
+/// its process in a private mount namespace, and the containers `up`
+/// then creates must have their rootfs mounted where later commands see
+/// them (see [`compose::up`]).
+fn build_apart(g: &Global, project: &Project, services: &[String]) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(me);
+    cmd.arg("--root").arg(&g.root);
+    if let Some(r) = &g.runtime {
+        cmd.arg("--runtime").arg(r);
+    }
+    cmd.args(["compose", "-f"])
+        .arg(&project.file)
+        .args(["-p", &project.name, "build"])
+        .args(services);
+    let status = cmd.status()?;
+    if !status.success() {
+        anyhow::bail!("building {} failed ({status})", services.join(", "));
+    }
+    Ok(())
 }
 
 fn ps(g: &Global, store: &Store, project: &Project, a: PsArgs) -> Result<()> {

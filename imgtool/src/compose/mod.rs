@@ -281,11 +281,16 @@ impl Project {
             Some(m) => Mode::parse(std::slice::from_ref(m))?,
             None => Mode::Bridge(self.networks_of(s)),
         };
-        // Other services find this one by its service name, as in compose.
-        let mut aliases = vec![service.to_string()];
-        for a in s.networks.values().flatten() {
-            if !aliases.contains(a) {
-                aliases.push(a.clone());
+        // Other services find this one by its service name, as in
+        // compose; names are only for the project's networks (none with
+        // `network_mode`).
+        let mut aliases = Vec::new();
+        if s.network_mode.is_none() {
+            aliases.push(service.to_string());
+            for a in s.networks.values().flatten() {
+                if !aliases.contains(a) {
+                    aliases.push(a.clone());
+                }
             }
         }
         let mut publish = Vec::new();
@@ -553,20 +558,31 @@ fn wait_for(
     }
 }
 
-/// `up`: the networks and volumes, the images (built when missing or
-/// with `rebuild`), then each service's container in dependency order,
-/// each after its dependencies meet their conditions. A container whose
-/// config hash and image are unchanged is left as it is (started if it
-/// was stopped); a changed one is replaced. Returns the containers'
-/// names.
-pub fn up(
+/// The services among `services` (all when empty) and their
+/// dependencies whose image `up` needs built first: those with `build`
+/// whose image is missing, or all of them with `rebuild`.
+pub fn images_to_build(
     store: &Store,
-    runtime: Option<&Path>,
     project: &Project,
     services: &[String],
     rebuild: bool,
-    progress: &mut dyn Write,
 ) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in up_order(project, services)? {
+        if project.model.services[&s].build.is_none() {
+            continue;
+        }
+        let missing = store.image(&project.image_of(&s)?.to_string())?.is_none();
+        if rebuild || missing {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// What `up` starts for `services`: them and their dependencies, in
+/// dependency order.
+fn up_order(project: &Project, services: &[String]) -> Result<Vec<String>> {
     for n in services {
         if !project.model.services.contains_key(n) {
             return Err(Error::Other(format!("no such service: {n}")));
@@ -577,24 +593,28 @@ pub fn up(
     } else {
         services.to_vec()
     };
-    let order = file::order(&project.model, wanted).map_err(Error::Other)?;
+    file::order(&project.model, wanted).map_err(Error::Other)
+}
+
+/// `up`: the networks and volumes, then each service's container in
+/// dependency order, each after its dependencies meet their conditions.
+/// A container whose config hash and image are unchanged is left as it
+/// is (started if it was stopped); a changed one is replaced. Returns
+/// the containers' names.
+///
+/// The images of [`images_to_build`] must have been built first, by
+/// another process: a build moves its process into a mount namespace of
+/// its own, where the rootfs of a container created after it would be
+/// mounted out of sight of every later command (`exec`, `cp`).
+pub fn up(
+    store: &Store,
+    runtime: Option<&Path>,
+    project: &Project,
+    services: &[String],
+    progress: &mut dyn Write,
+) -> Result<Vec<String>> {
+    let order = up_order(project, services)?;
     create_resources(store, project, progress)?;
-    let builds: Vec<String> = order
-        .iter()
-        .filter(|s| {
-            let has_build = project.model.services[s.as_str()].build.is_some();
-            let missing = project
-                .image_of(s)
-                .ok()
-                .and_then(|r| store.image(&r.to_string()).ok().flatten())
-                .is_none();
-            has_build && (rebuild || missing)
-        })
-        .cloned()
-        .collect();
-    if !builds.is_empty() {
-        build(store, runtime, project, &builds, false)?;
-    }
     let cs = Containers::new(store, runtime)?;
     let existing = containers_of(&cs, &project.name)?;
     let mut names = Vec::new();
@@ -851,6 +871,11 @@ mod tests {
         assert_eq!(o.labels[SERVICE_LABEL], "web");
         assert_eq!(o.labels[HASH_LABEL], "h");
         assert_eq!(o.labels["x"], "y");
+        let none = project("services:\n  a:\n    image: busybox\n    network_mode: none\n");
+        let o = none.run_options("a", "h").unwrap();
+        assert_eq!(o.network.mode, Mode::None);
+        assert!(o.network.aliases.is_empty());
+        assert!(none.used_networks().is_empty());
         let plain = project("services:\n  a:\n    image: busybox\n");
         let o = plain.run_options("a", "h").unwrap();
         assert_eq!(o.network.mode, Mode::Bridge(vec!["app_default".into()]));
