@@ -622,11 +622,16 @@ fn start_rename_and_restarts_rewire_the_network() {
         last = text(&o);
         (String::from_utf8_lossy(&o.stdout) == PAGE).then_some(())
     });
-    assert!(
-        served.is_some(),
-        "{last}\n{}",
-        h.ok(&["exec", "app", "cat", "/etc/hosts"])
-    );
+    if served.is_none() {
+        // What each container and the peer's name table looked like.
+        let show = |args: &[&str]| text(&h.img.cmd_in(&h.ns, args).output().unwrap());
+        panic!(
+            "{last}\n{}\n{}\n{}",
+            show(&["ps", "-a"]),
+            show(&["logs", "app"]),
+            show(&["exec", "app", "cat", "/etc/hosts"])
+        );
+    }
     h.ok(&["stop", "-t", "0", "flaky"]);
     assert_eq!(
         h.ok(&["inspect", "-f", "{{.State.Status}}", "flaky"])
