@@ -137,6 +137,9 @@ pub struct Options {
     pub memory: Option<String>,
     pub cpus: Option<String>,
     pub pids_limit: Option<i64>,
+    /// `linux.cgroupsPath`; the runtime's default (the container's ID
+    /// under the runtime's own cgroup) when none.
+    pub cgroups_path: Option<String>,
     /// `--ulimit`: resource limits beside the open-file one every
     /// container gets (which one of these may replace).
     pub ulimits: Vec<Ulimit>,
@@ -625,6 +628,9 @@ pub fn spec(
     }
     if let Some(h) = &opts.hooks {
         spec["hooks"] = h.clone();
+    }
+    if let Some(p) = &opts.cgroups_path {
+        spec["linux"]["cgroupsPath"] = json!(p);
     }
     // What we write must be a spec the chosen crate (and so any runtime)
     // accepts.

@@ -781,6 +781,11 @@ impl Containers<'_> {
 
         let mut bopts = opts.bundle.clone();
         bopts.hostname = Some(hostname.clone());
+        // The runtime knows the container by its key, the name it was
+        // made with, which another store (another user's, a test's) may
+        // use too; the cgroup is the host's, so it is named by the ID, as
+        // docker names it.
+        bopts.cgroups_path = Some(format!("berth-img-{id}"));
         bopts.binds.extend(resolved.binds.iter().cloned());
         bopts.tmpfs.extend(resolved.tmpfs.iter().cloned());
         bopts.network = match &namespace {

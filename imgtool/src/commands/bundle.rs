@@ -118,6 +118,8 @@ impl BundleFlags {
             memory: self.memory.clone(),
             cpus: self.cpus.clone(),
             pids_limit: self.pids_limit,
+            // `run` names it; a bundle is the runtime's to place.
+            cgroups_path: None,
             ulimits: self
                 .ulimit
                 .iter()
