@@ -135,7 +135,8 @@ fn a_scope_holds_the_container() {
     assert!(berth_sd(&env, &["resume", &env.id]).status.success());
     let ps = berth_sd(&env, &["ps", "--format", "json", &env.id]);
     assert_eq!(stdout_of(&ps).trim(), format!("[{pid}]"));
-    assert!(berth_sd(&env, &["delete", "-f", &env.id]).status.success());
+    let out = berth_sd(&env, &["delete", "-f", &env.id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
         wait_until(15, || show(&unit, "LoadState") == "not-found"),
         "{unit}: {}",
@@ -196,6 +197,7 @@ fn run_and_failed_create_leave_no_unit() {
     env.write_config();
     let out = berth_sd(&env, &["run", "-b", env.bundle.to_str().unwrap(), &env.id]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    eprintln!("run: {}", stderr_of(&out));
     assert!(
         stdout_of(&out).contains(&format!("/system.slice/berthrun-{n}.scope")),
         "{}",
@@ -210,6 +212,8 @@ fn run_and_failed_create_leave_no_unit() {
         &["create", "-b", env.bundle.to_str().unwrap(), &env.id],
     );
     assert!(!out.status.success());
+    // Shown when what follows fails: how the create failed.
+    eprintln!("create: {}", stderr_of(&out));
     assert!(wait_until(15, || show(&unit, "LoadState") == "not-found"));
     env.expect_no_state();
 }

@@ -402,9 +402,12 @@ fn remove_tree(dir: &Path) -> Result<()> {
             remove_tree(&entry.path())?;
         }
     }
-    // A process that was just killed leaves its cgroup a moment after it dies.
+    // A process that was just killed leaves its cgroup a moment after it
+    // dies; on a loaded or emulated machine that moment can last seconds
+    // (runc waits too). Quick retries first, so the usual case stays fast.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut delay = std::time::Duration::from_micros(200);
-    for _ in 0..40 {
+    while std::time::Instant::now() < deadline {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
