@@ -82,6 +82,23 @@ impl Host {
 
     /// What a container leaves when it is gone: none of its veths, rules,
     /// leases, pinned namespaces or records.
+    /// No firewall rule beside `before`, no pinned namespace and no mount
+    /// of the store's is left.
+    fn assert_nothing_left(&self, before: &[String]) {
+        assert_eq!(leftovers(before, &self.ns.rules()), Vec::<String>::new());
+        assert_eq!(
+            std::fs::read_dir(self.img.root.join("netns"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(
+            mounts_below(&self.img.root).is_empty(),
+            "{:?}",
+            mounts_below(&self.img.root)
+        );
+    }
+
     fn assert_released(&self, ip: &str) {
         let rules = self.ns.rules();
         assert!(
@@ -252,16 +269,7 @@ fn published_ports_reach_the_container_from_everywhere() {
     h.assert_released(&auto_ip);
     assert!(h.leases().is_empty(), "{:?}", h.leases());
     assert!(h.ns.links("veth").is_empty(), "{:?}", h.ns.links(""));
-    assert_eq!(leftovers(&before, &h.ns.rules()), Vec::<String>::new());
-    assert_eq!(
-        std::fs::read_dir(h.img.root.join("netns")).unwrap().count(),
-        0
-    );
-    assert!(
-        mounts_below(&h.img.root).is_empty(),
-        "{:?}",
-        mounts_below(&h.img.root)
-    );
+    h.assert_nothing_left(&before);
 }
 
 #[test]
@@ -642,14 +650,5 @@ fn start_rename_and_restarts_rewire_the_network() {
     h.ok(&["rm", "-f", "site", "app", "flaky"]);
     h.ok(&["network", "rm", "front"]);
     assert!(h.leases().is_empty(), "{:?}", h.leases());
-    assert_eq!(leftovers(&before, &h.ns.rules()), Vec::<String>::new());
-    assert_eq!(
-        std::fs::read_dir(h.img.root.join("netns")).unwrap().count(),
-        0
-    );
-    assert!(
-        mounts_below(&h.img.root).is_empty(),
-        "{:?}",
-        mounts_below(&h.img.root)
-    );
+    h.assert_nothing_left(&before);
 }

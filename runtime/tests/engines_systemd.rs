@@ -492,7 +492,9 @@ fn podman_with_systemd_cgroups() {
         busybox,
         "sh",
         "-c",
-        "head -c 64m /dev/zero | tail",
+        // As with docker above: an OOM in the container's first instant
+        // can come before the engine watches for it.
+        "sleep 1; head -c 64m /dev/zero | tail",
     ]);
     let oom = ok(
         podman(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"]),
