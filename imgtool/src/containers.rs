@@ -48,7 +48,7 @@ use crate::network::ports::{self, PortMapping, PortRequest};
 use crate::network::sandbox::{self, Mode, Namespace, Request, Sandbox, Sandboxes};
 use crate::reference::Reference;
 use crate::restart::RestartPolicy;
-use crate::state::{State, StateFile};
+use crate::state::{ProcessId, State, StateFile};
 use crate::store::{lock_file, unique_name, Store};
 use crate::volume::{self, MountPoint, MountRequest, Volumes};
 
@@ -644,7 +644,7 @@ impl Containers<'_> {
 
     /// The container's status, from `berth state` and its recorded state.
     pub fn status_and_state(&self, c: &Container) -> (Status, State) {
-        let state = self.state_file(&c.key).load().unwrap_or_default();
+        let mut state = self.state_file(&c.key).load().unwrap_or_default();
         let o = self
             .berth()
             .args(["state", &c.key])
@@ -656,7 +656,14 @@ impl Containers<'_> {
         if let Some(o) = o.ok().filter(|o| o.status.success() && !init_gone) {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
             match v["status"].as_str() {
-                Some("running") => return (Status::Running, state),
+                Some("running") => {
+                    // Just started: the supervisor records the init a
+                    // moment after berth reports it running.
+                    if state.init.is_none() {
+                        state.init = v["pid"].as_i64().and_then(|p| ProcessId::of(p as i32));
+                    }
+                    return (Status::Running, state);
+                }
                 Some("paused") => return (Status::Paused, state),
                 // Between the supervisor's create and start.
                 Some("created") if state.started_at.is_some() => {
