@@ -353,7 +353,7 @@ pub fn commit(
     message: Option<&str>,
 ) -> Result<ImageRecord> {
     let meta = bundle::metadata(bundle_dir)?;
-    if meta.rootfs != "overlay" {
+    if meta.rootfs == "copy" {
         return Err(Error::Path(
             bundle_dir.into(),
             "commit needs a bundle made without --copy".into(),

@@ -162,7 +162,7 @@ pub struct Metadata {
     pub image: String,
     pub manifest: Digest,
     pub config: Digest,
-    /// `overlay` or `copy`.
+    /// `overlay`, `fuse-overlayfs` or `copy`.
     pub rootfs: String,
     pub store: PathBuf,
     pub layers: Vec<Digest>,
@@ -824,10 +824,12 @@ pub fn create(
         }
         .mount(&rootfs);
         match mounted {
-            Ok(()) => "overlay",
+            Ok(kind) => kind.name(),
             // A user namespace may be refused overlayfs (a kernel before
-            // 5.11, a store on a filesystem it cannot stack): a copy then.
-            Err(e) if crate::rootless::active() => {
+            // 5.11, a store on a filesystem it cannot stack) and have no
+            // fuse-overlayfs: a copy then, unless a mount program was
+            // asked for.
+            Err(e) if crate::rootless::active() && !overlay::mount_program_asked() => {
                 tracing::info!("rootless: no overlayfs here ({e}): the rootfs is a copy");
                 flatten(store, &layers, &rootfs)?;
                 "copy"
@@ -866,7 +868,7 @@ pub fn create(
         &dir.join(METADATA),
         &serde_json::to_vec_pretty(&meta).expect("metadata serializes"),
     )?;
-    if mode == "overlay" {
+    if mode != "copy" {
         store.add_bundle(&BundleRecord {
             dir: dir.clone(),
             image: name.to_string(),
@@ -988,7 +990,10 @@ pub fn check_command(rootfs: &Path, program: &str, env: &[String]) -> Result<()>
 pub fn ensure_mounted(store: &Store, dir: &Path) -> Result<()> {
     let meta = metadata(dir)?;
     let rootfs = dir.join("rootfs");
-    if meta.rootfs != "overlay" || overlay::is_mountpoint(&rootfs) {
+    let Some(kind) = overlay::Kind::from_name(&meta.rootfs) else {
+        return Ok(());
+    };
+    if overlay::is_mountpoint(&rootfs) {
         return Ok(());
     }
     let ov = dir.join(".overlay");
@@ -1007,7 +1012,7 @@ pub fn ensure_mounted(store: &Store, dir: &Path) -> Result<()> {
         work: &ov.join("work"),
         options: Vec::new(),
     }
-    .mount(&rootfs)
+    .mount_as(&rootfs, kind)
 }
 
 /// Unmounts and removes a bundle, and drops its record from `store`.

@@ -61,10 +61,28 @@ fn walk(
             .metadata()
             .context(|| format!("stat {}", e.path().display()))?;
         let path = format!("/{}", child.display());
+        let name = e.file_name();
+        if crate::build::diff::FUSE_OPAQUE_ENTRIES
+            .iter()
+            .any(|m| name == *m)
+        {
+            continue;
+        }
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             out.push(Change { kind: 'D', path });
             any = true;
             continue;
+        }
+        // fuse-overlayfs' whiteout where it cannot make a device node.
+        if let Some(hidden) = name.to_str().and_then(|n| n.strip_prefix(".wh.")) {
+            if meta.is_file() {
+                out.push(Change {
+                    kind: 'D',
+                    path: format!("/{}", rel.join(hidden).display()),
+                });
+                any = true;
+                continue;
+            }
         }
         let existed = in_image(&child);
         if !existed && RUNTIME_STUBS.iter().any(|s| Path::new(s) == child) {

@@ -36,6 +36,10 @@ struct Cli {
     /// next to this binary, else on PATH).
     #[arg(long, global = true)]
     runtime: Option<PathBuf>,
+    /// A storage option, as podman's: `overlay.mount_program=PATH` mounts
+    /// images with that fuse-overlayfs instead of the kernel's overlayfs.
+    #[arg(long, global = true, value_name = "KEY=VALUE")]
+    storage_opt: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -165,6 +169,9 @@ fn main() {
 /// Runs the command; returns the exit status: 0, or that of the process
 /// `run` or `exec` ran.
 fn dispatch(cli: Cli) -> Result<i32> {
+    for opt in &cli.storage_opt {
+        berth_img::overlay::storage_opt(opt)?;
+    }
     let root = match cli.root {
         Some(root) => root,
         None if berth_img::rootless::active() => berth_img::rootless::default_root()?,

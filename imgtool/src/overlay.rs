@@ -2,12 +2,20 @@
 //! mount API: each lower goes in with its own `lowerdir+` option, so images
 //! with more layers than fit the one-page option string of mount(2) mount
 //! too, and the kernel's own error text reaches the user.
+//!
+//! Where a user namespace is refused the kernel's overlayfs (a kernel
+//! before 5.11, a store it cannot stack), or where the user asks for it as
+//! podman's `--storage-opt overlay.mount_program=` does, the same stack is
+//! mounted by `fuse-overlayfs`, which reads the same whiteouts (0:0
+//! character devices) and opaque marks (`trusted.`/`user.overlay.opaque`).
 
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -47,8 +55,179 @@ fn context_log(fd: &OwnedFd) -> String {
     out.join("; ")
 }
 
+/// What mounts a stack; a bundle records it to mount it the same way again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The kernel's overlayfs.
+    Kernel,
+    /// `fuse-overlayfs`, a FUSE daemon in the caller's namespaces.
+    Fuse,
+}
+
+impl Kind {
+    /// As bundle metadata and `inspect` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Kernel => "overlay",
+            Kind::Fuse => "fuse-overlayfs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [Kind::Kernel, Kind::Fuse]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+static MOUNT_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// Applies `--storage-opt KEY=VALUE`. The one key: podman's
+/// `overlay.mount_program`, after which every stack is mounted by that
+/// program (a fuse-overlayfs), never the kernel.
+pub fn storage_opt(opt: &str) -> Result<()> {
+    let invalid = |why: &str| Error::invalid("--storage-opt", format!("{opt:?}: {why}"));
+    match opt.split_once('=') {
+        Some(("overlay.mount_program" | "overlay2.mount_program", program)) => {
+            let program = PathBuf::from(program);
+            if !program.is_file() {
+                return Err(invalid("no such program"));
+            }
+            let _ = MOUNT_PROGRAM.set(program);
+            Ok(())
+        }
+        Some(_) => Err(invalid("unknown option (known: overlay.mount_program)")),
+        None => Err(invalid("want KEY=VALUE")),
+    }
+}
+
+/// Whether `--storage-opt overlay.mount_program=` was given: then a mount
+/// that fails is an error, never a copy.
+pub fn mount_program_asked() -> bool {
+    MOUNT_PROGRAM.get().is_some()
+}
+
+/// The fuse-overlayfs to use: the one asked for, else the one on PATH.
+fn fuse_program() -> Option<PathBuf> {
+    if let Some(p) = MOUNT_PROGRAM.get() {
+        return Some(p.clone());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("fuse-overlayfs"))
+        .find(|p| p.is_file())
+}
+
 impl Overlay<'_> {
-    pub fn mount(&self, target: &Path) -> Result<()> {
+    /// Mounts the stack at `target`: with the kernel's overlayfs, unless
+    /// a mount program was asked for; in a user namespace the kernel
+    /// refuses, with fuse-overlayfs from PATH. Says which it used.
+    pub fn mount(&self, target: &Path) -> Result<Kind> {
+        if let Some(program) = MOUNT_PROGRAM.get() {
+            self.mount_fuse(target, program)?;
+            return Ok(Kind::Fuse);
+        }
+        let kernel = match self.mount_kernel(target) {
+            Ok(()) => {
+                if crate::rootless::active() {
+                    tracing::debug!(
+                        "rootless: {} is the kernel's overlayfs, mounted in the user's namespace",
+                        target.display()
+                    );
+                }
+                return Ok(Kind::Kernel);
+            }
+            Err(e) if crate::rootless::active() => e,
+            Err(e) => return Err(e),
+        };
+        let Some(program) = fuse_program() else {
+            return Err(kernel);
+        };
+        tracing::info!(
+            "rootless: the kernel's overlayfs is refused here ({kernel}): mounting with {}",
+            program.display()
+        );
+        self.mount_fuse(target, &program)?;
+        Ok(Kind::Fuse)
+    }
+
+    /// Mounts the stack as `kind` did before (a bundle mounted again).
+    pub fn mount_as(&self, target: &Path, kind: Kind) -> Result<()> {
+        match kind {
+            Kind::Kernel => self.mount_kernel(target),
+            Kind::Fuse => {
+                let program = fuse_program().ok_or_else(|| {
+                    Error::Path(
+                        target.into(),
+                        "mounted with fuse-overlayfs before, which is no longer on PATH".into(),
+                    )
+                })?;
+                self.mount_fuse(target, &program)
+            }
+        }
+    }
+
+    /// Runs fuse-overlayfs, which mounts and then stays as the daemon
+    /// serving the mount (detached, its stdio on /dev/null) until it is
+    /// unmounted. The kernel-only options (`redirect_dir`, `metacopy`,
+    /// `index`) have no meaning there: it writes plain copies.
+    fn mount_fuse(&self, target: &Path, program: &Path) -> Result<()> {
+        // Its option string separates with `,` and lowers with `:`.
+        let dirs = self.lowers.iter().map(PathBuf::as_path);
+        if let Some(bad) = dirs.chain([self.upper, self.work]).find(|d| {
+            d.as_os_str()
+                .as_bytes()
+                .iter()
+                .any(|b| matches!(b, b',' | b':'))
+        }) {
+            return Err(Error::Path(
+                bad.into(),
+                "fuse-overlayfs cannot take a directory whose path has ',' or ':'".into(),
+            ));
+        }
+        let lowers: Vec<&str> = self
+            .lowers
+            .iter()
+            .map(|l| l.to_str().unwrap_or_default())
+            .collect();
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        let out = Command::new(program)
+            .arg("-o")
+            .arg(&options)
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Error::Path(program.into(), format!("run: {e}")))?;
+        if !out.status.success() {
+            // Its complaints, on one line (libfuse writes several).
+            let msg = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("unknown argument ignored"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Path(
+                target.into(),
+                format!("{}: {msg} ({})", program.display(), out.status),
+            ));
+        }
+        tracing::debug!(
+            "{} is a fuse-overlayfs mount ({})",
+            target.display(),
+            program.display()
+        );
+        Ok(())
+    }
+
+    /// Mounts the stack with the kernel's overlayfs.
+    fn mount_kernel(&self, target: &Path) -> Result<()> {
         // SAFETY: plain syscalls with valid C strings; results checked.
         unsafe {
             let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC);
@@ -155,12 +334,6 @@ impl Overlay<'_> {
                 ));
             }
         }
-        if crate::rootless::active() {
-            tracing::debug!(
-                "rootless: {} is the kernel's overlayfs, mounted in the user's namespace",
-                target.display()
-            );
-        }
         Ok(())
     }
 }
@@ -170,8 +343,17 @@ pub fn is_mountpoint(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    let Ok(canon) = std::fs::canonicalize(path) else {
-        return false;
+    // The parent resolved, not the path itself: a FUSE mount whose daemon
+    // died fails every lookup (ENOTCONN) but must still be found.
+    let canon = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => match std::fs::canonicalize(parent) {
+            Ok(p) => p.join(name),
+            Err(_) => return false,
+        },
+        _ => match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
     };
     let want = canon.as_os_str().as_bytes();
     info.lines().any(|l| {

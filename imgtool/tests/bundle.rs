@@ -279,6 +279,103 @@ fn stack(
     berth_img::import::store_image(&store, name, &config, manifest.layers).unwrap();
 }
 
+/// The same stack as the kernel's overlayfs, through fuse-overlayfs (what
+/// podman's `overlay.mount_program` picks, and rootless berth-img's
+/// fallback): whiteouts and opaque directories of the layers below are
+/// honoured, and what the container changes commits as a layer with
+/// whiteouts, never fuse-overlayfs' own marker files.
+#[test]
+fn fuse_overlayfs_stacks_layers_as_the_kernel_does() {
+    fn with<'a>(fuse: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+        [fuse, args].concat()
+    }
+    let s = Scratch::new("fusestack");
+    let img = Img::new(&s, "store");
+    img.import_busybox(&s, "busybox:local");
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:local\n\
+         RUN mkdir /o && echo a > /o/a && echo x > /gone\n\
+         RUN rm -rf /o /gone && mkdir /o && echo b > /o/b\n",
+    )
+    .unwrap();
+    let fuse = [
+        "--storage-opt",
+        "overlay.mount_program=/usr/bin/fuse-overlayfs",
+    ];
+    img.ok(&with(
+        &fuse,
+        &["build", "-t", "fz:1", ctx.to_str().unwrap()],
+    ));
+    let b = s.path("b");
+    img.ok(&with(&fuse, &["bundle", "fz:1", b.to_str().unwrap()]));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join(".berth-img.json")).unwrap()).unwrap();
+    assert_eq!(meta["rootfs"], "fuse-overlayfs");
+    let mounts = mounts_below(&b);
+    assert_eq!(mounts.len(), 1);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mounts[0].as_str()))
+        .unwrap();
+    assert!(line.contains(" - fuse.fuse-overlayfs "), "{line}");
+    let mut config = config_of(&b);
+    config["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "ls /o; test -e /gone || echo gone; rm /etc/group; rm -rf /o; mkdir /o; echo z > /o/z"
+    ]);
+    std::fs::write(b.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    assert_eq!(run_ok(&s, &b, "fusestack"), "b\ngone\n");
+    img.ok(&["commit", b.to_str().unwrap(), "fz:2"]);
+    img.ok(&["rm-bundle", b.to_str().unwrap()]);
+    assert_eq!(mounts_below(&b).len(), 0);
+
+    // The committed layer hides /etc/group and replaces /o, in tar form.
+    let tar = s.path("fz2.tar");
+    img.ok(&["save", "-o", tar.to_str().unwrap(), "fz:2"]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {0} && mkdir -p x && tar -xf {1} -C x && \
+             for f in x/blobs/sha256/*; do tar -tzf $f 2>/dev/null | tr '\\n' ' '; echo; done",
+            s.0.display(),
+            tar.display()
+        ))
+        .output()
+        .unwrap();
+    let layers = String::from_utf8_lossy(&out.stdout);
+    let committed: Vec<&str> = layers
+        .lines()
+        .find(|l| l.split(' ').any(|e| e == "o/z"))
+        .unwrap_or_else(|| panic!("no layer with o/z:\n{layers}"))
+        .split_whitespace()
+        .collect();
+    for want in ["etc/.wh.group", "o/.wh..wh..opq", "o/z"] {
+        assert_eq!(
+            committed.iter().filter(|e| **e == want).count(),
+            1,
+            "{want} once in the committed layer: {committed:?}"
+        );
+    }
+    assert!(!committed.contains(&"o/.wh..opq"), "{committed:?}");
+    let b2 = s.path("b2");
+    img.ok(&[
+        "bundle",
+        "fz:2",
+        b2.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "ls /o; test -e /etc/group || echo gone",
+    ]);
+    assert_eq!(run_ok(&s, &b2, "fusestack2"), "z\ngone\n");
+    img.ok(&["rm-bundle", b2.to_str().unwrap()]);
+}
+
 #[test]
 fn layers_stack_with_whiteouts_in_overlay_and_copy_modes() {
     let s = Scratch::new("stack");

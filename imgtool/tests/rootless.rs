@@ -495,3 +495,142 @@ fn without_subordinate_ids_everything_is_the_users() {
         "0\nbuilt\n"
     );
 }
+
+/// fuse-overlayfs when asked for, as podman's `overlay.mount_program`: a
+/// build whose layers hide a file and replace a directory, a container
+/// whose changes `diff` and `commit` see, its FUSE mount and daemon gone
+/// with it. Where the user may not open /dev/fuse (the host lane's is
+/// root's alone) the refusal is one line naming fuse-overlayfs, and
+/// nothing is left behind.
+#[test]
+fn fuse_overlayfs_when_asked_for() {
+    let s = Scratch::new("rootless-img-fuse");
+    let data = s.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let u = AsUser::new(user(USER, true), &s, "fuse", Some(data.clone()));
+    std::os::unix::fs::chown(&data, Some(u.user.uid), Some(u.user.gid)).unwrap();
+    u.import_busybox(&s, "busybox:latest");
+    let with_fuse = |args: &[&str]| -> Vec<String> {
+        [
+            "--storage-opt",
+            "overlay.mount_program=/usr/bin/fuse-overlayfs",
+        ]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let fuse_ok = |args: &[&str]| {
+        let args = with_fuse(args);
+        u.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let fuse_mounts = || {
+        let pid = u.pause_pid().expect("the user's pause process");
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("fuse-overlayfs"))
+            .count()
+    };
+    let daemons = || {
+        let o = Command::new("pgrep")
+            .args(["-u", &u.user.uid.to_string(), "-x", "fuse-overlayfs"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+
+    let user_can_fuse = Command::new("test")
+        .args(["-r", "/dev/fuse", "-a", "-w", "/dev/fuse"])
+        .uid(u.user.uid)
+        .gid(u.user.gid)
+        .status()
+        .unwrap()
+        .success();
+    if !user_can_fuse {
+        eprintln!("/dev/fuse is not the user's to open here: checking the refusal only");
+        let args = with_fuse(&["run", "--rm", "--network", "none", "busybox", "true"]);
+        let err = u.fail(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("fuse-overlayfs") && err.contains("/dev/fuse"),
+            "{err}"
+        );
+        assert_eq!(u.ok(&["ps", "-aq"]), "");
+        assert_eq!((fuse_mounts(), daemons()), (0, 0));
+        return;
+    }
+
+    let ctx = u.work.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN mkdir /o && echo a > /o/a && echo x > /gone && chown 1000 /o/a\n\
+         RUN rm -rf /o /gone && mkdir /o && echo b > /o/b\n",
+    )
+    .unwrap();
+    let args = with_fuse(&[
+        "--log-level",
+        "debug",
+        "build",
+        "-t",
+        "f:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let out = u.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "build:\n{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a fuse-overlayfs mount"),
+        "which overlay is said: {}",
+        text(&out)
+    );
+    assert_eq!(
+        fuse_ok(&[
+            "run",
+            "--rm",
+            "f:1",
+            "sh",
+            "-c",
+            "ls /o; ls /gone 2>&1 | wc -l"
+        ]),
+        "b\n1\n"
+    );
+
+    fuse_ok(&["run", "-d", "--name", "fz", "f:1", "sleep", "1000"]);
+    assert_eq!(fuse_mounts(), 1);
+    fuse_ok(&[
+        "exec",
+        "fz",
+        "sh",
+        "-c",
+        "rm /etc/group && rm -rf /o && mkdir /o && echo z > /o/z",
+    ]);
+    let diff = fuse_ok(&["diff", "fz"]);
+    assert!(diff.contains("D /etc/group\n"), "{diff}");
+    assert!(diff.contains("A /o/z\n"), "{diff}");
+    assert!(!diff.contains(".wh."), "{diff}");
+    fuse_ok(&["commit", "fz", "f:2"]);
+    assert_eq!(
+        fuse_ok(&[
+            "run",
+            "--rm",
+            "f:2",
+            "sh",
+            "-c",
+            "ls /o; test -e /etc/group || echo gone"
+        ]),
+        "z\ngone\n"
+    );
+    // Stopped, started again: the same writable layer, mounted as before.
+    fuse_ok(&["stop", "-t", "0", "fz"]);
+    fuse_ok(&["start", "fz"]);
+    assert_eq!(fuse_ok(&["exec", "fz", "ls", "/o"]), "z\n");
+    fuse_ok(&["rm", "-f", "fz"]);
+    assert!(
+        eventually(10, || (fuse_mounts() == 0 && daemons() == 0).then_some(())).is_some(),
+        "fuse-overlayfs left: {} mounts, {} daemons",
+        fuse_mounts(),
+        daemons()
+    );
+}

@@ -726,9 +726,61 @@ impl Container {
         }
     }
 
+    /// The container's processes: its cgroup's. Without one (rootless
+    /// where no cgroup is delegated), those of its init's PID namespace,
+    /// or, where it shares ours, the init and its descendants.
+    pub fn pids(&self) -> Vec<i32> {
+        if !self.state.cgroup_paths.is_empty() {
+            return self.cgroup().pids(&self.layout);
+        }
+        if self.state.pid <= 0 || self.status() == Status::Stopped {
+            return Vec::new();
+        }
+        processes_of(self.state.pid)
+    }
+
     pub fn status(&self) -> Status {
         status_of(&self.dir.path, &self.state, &self.layout)
     }
+}
+
+/// The processes of `init`'s PID namespace when it has one of its own,
+/// else `init` and its descendants (from each process's parent in
+/// /proc/PID/stat).
+fn processes_of(init: i32) -> Vec<i32> {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let init_ns = ns(&init.to_string());
+    let all: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    if init_ns.is_some() && init_ns != ns("self") {
+        return all
+            .into_iter()
+            .filter(|p| ns(&p.to_string()) == init_ns)
+            .collect();
+    }
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command, which may hold spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let parents: Vec<(i32, i32)> = all.iter().filter_map(|&p| Some((p, parent(p)?))).collect();
+    let mut out = vec![init];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
 }
 
 pub fn status_of(dir: &Path, st: &State, layout: &Layout) -> Status {
@@ -827,6 +879,14 @@ pub fn kill(c: &Container, signal: i32, all: bool) -> Result<()> {
     }
     if all && !c.state.cgroup_paths.is_empty() {
         return c.cgroup().signal_all(&c.layout, signal);
+    }
+    if all && status != Status::Stopped {
+        // No cgroup (rootless): every process found another way; the
+        // init's own error is the one reported.
+        let sig = nix::sys::signal::Signal::try_from(signal).ok();
+        for pid in c.pids().into_iter().filter(|p| *p != c.state.pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(c.state.pid),

@@ -244,31 +244,80 @@ pub fn check_without_cgroup(r: Option<&LinuxResources>) -> Result<()> {
 
 /// The first field of `r` that sets a limit (device rules excepted: an
 /// unprivileged container gets only the device nodes its user can open).
+/// Values that limit nothing do not count: `ctr run` always sends the
+/// kernel's default CPU weight (shares 1024), which runc refuses without a
+/// cgroup.
 fn first_limit(r: &LinuxResources) -> Option<&'static str> {
     let set = |v: bool, field| v.then_some(field);
-    set(r.memory().is_some(), "linux.resources.memory")
-        .or_else(|| set(r.cpu().is_some(), "linux.resources.cpu"))
-        .or_else(|| set(r.pids().is_some(), "linux.resources.pids"))
-        .or_else(|| set(r.block_io().is_some(), "linux.resources.blockIO"))
-        .or_else(|| {
-            set(
-                r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
-                "linux.resources.hugepageLimits",
-            )
-        })
-        .or_else(|| set(r.network().is_some(), "linux.resources.network"))
-        .or_else(|| {
-            set(
-                r.rdma().as_ref().is_some_and(|m| !m.is_empty()),
-                "linux.resources.rdma",
-            )
-        })
-        .or_else(|| {
-            set(
-                r.unified().as_ref().is_some_and(|m| !m.is_empty()),
-                "linux.resources.unified",
-            )
-        })
+    set(
+        r.memory().as_ref().is_some_and(memory_limits),
+        "linux.resources.memory",
+    )
+    .or_else(|| {
+        set(
+            r.cpu().as_ref().is_some_and(cpu_limits),
+            "linux.resources.cpu",
+        )
+    })
+    .or_else(|| {
+        set(
+            r.pids().as_ref().is_some_and(|p| p.limit() > 0),
+            "linux.resources.pids",
+        )
+    })
+    .or_else(|| set(r.block_io().is_some(), "linux.resources.blockIO"))
+    .or_else(|| {
+        set(
+            r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+            "linux.resources.hugepageLimits",
+        )
+    })
+    .or_else(|| set(r.network().is_some(), "linux.resources.network"))
+    .or_else(|| {
+        set(
+            r.rdma().as_ref().is_some_and(|m| !m.is_empty()),
+            "linux.resources.rdma",
+        )
+    })
+    .or_else(|| {
+        set(
+            r.unified().as_ref().is_some_and(|m| !m.is_empty()),
+            "linux.resources.unified",
+        )
+    })
+}
+
+/// The weight every cgroup v1 `cpu.shares` starts with.
+const DEFAULT_CPU_SHARES: u64 = 1024;
+
+/// Whether a CPU section asks for anything: a weight other than the
+/// default, a positive quota (-1 is "no limit"), a period, a realtime
+/// budget, or a set of CPUs or memory nodes.
+fn cpu_limits(c: &oci_spec::runtime::LinuxCpu) -> bool {
+    c.shares().is_some_and(|s| s > 0 && s != DEFAULT_CPU_SHARES)
+        || c.quota().is_some_and(|q| q > 0)
+        || c.period().is_some_and(|p| p > 0)
+        || c.burst().is_some_and(|b| b > 0)
+        || c.realtime_runtime().is_some_and(|r| r != 0)
+        || c.realtime_period().is_some_and(|p| p > 0)
+        || c.cpus().as_ref().is_some_and(|s| !s.is_empty())
+        || c.mems().as_ref().is_some_and(|s| !s.is_empty())
+        || c.idle().is_some_and(|i| i != 0)
+}
+
+/// Whether a memory section asks for anything (-1 is "no limit").
+fn memory_limits(m: &oci_spec::runtime::LinuxMemory) -> bool {
+    [
+        m.limit(),
+        m.reservation(),
+        m.swap(),
+        m.kernel(),
+        m.kernel_tcp(),
+    ]
+    .into_iter()
+    .any(|v| v.is_some_and(|v| v > 0))
+        || m.swappiness().is_some()
+        || m.disable_oom_killer().is_some_and(|d| d)
 }
 
 #[cfg(test)]
@@ -297,5 +346,16 @@ mod tests {
         let r: LinuxResources =
             serde_json::from_value(serde_json::json!({"pids": {"limit": 3}})).unwrap();
         assert_eq!(first_limit(&r), Some("linux.resources.pids"));
+        // What `ctr run` sends by default limits nothing.
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "cpu": {"shares": 1024, "quota": -1, "period": 0},
+            "memory": {"limit": -1},
+            "pids": {"limit": 0}
+        }))
+        .unwrap();
+        assert_eq!(first_limit(&r), None);
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({"cpu": {"quota": 50000}})).unwrap();
+        assert_eq!(first_limit(&r), Some("linux.resources.cpu"));
     }
 }

@@ -164,6 +164,11 @@ fn state_under_the_users_runtime_dir_and_every_command() {
             .any(|l| l.starts_with("Uid:") && l.contains(&r.uid.to_string())),
         "{status}"
     );
+    // Without a cgroup, `ps` finds the container's processes by its PID
+    // namespace.
+    let ps: Vec<i64> = serde_json::from_slice(&r.berth(&["ps", "--format", "json", &id]).stdout)
+        .unwrap_or_default();
+    assert_eq!(ps, [pid], "berth ps");
     assert!(r.berth(&["kill", &id, "KILL"]).status.success());
     assert!(wait_until(15, || {
         let s: Value = serde_json::from_slice(&r.berth(&["state", &id]).stdout).unwrap_or_default();

@@ -42,6 +42,34 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// How an upper directory marks a directory opaque: the kernel's
+/// overlayfs as root, in a user namespace (`userxattr`), fuse-overlayfs.
+const OPAQUE_XATTRS: [&str; 3] = [
+    crate::layer::OVERLAY_OPAQUE_XATTR,
+    "user.overlay.opaque",
+    "user.fuseoverlayfs.opaque",
+];
+
+/// fuse-overlayfs marks an opaque directory with these entries in it
+/// (a file, and a whiteout of that name), not with an xattr.
+pub const FUSE_OPAQUE_ENTRIES: [&str; 2] = [".wh..wh..opq", ".wh..opq"];
+
+/// Whether the upper directory `path` hides what the layers below hold
+/// there, however its driver marked it.
+fn is_opaque(path: &Path) -> bool {
+    OPAQUE_XATTRS
+        .iter()
+        .any(|k| get_xattr(path, k).as_deref() == Some(b"y"))
+        || FUSE_OPAQUE_ENTRIES
+            .iter()
+            .any(|e| fs::symlink_metadata(path.join(e)).is_ok())
+}
+
+/// The `user.` xattrs the overlay drivers keep for themselves, not the
+/// image's.
+const OVERLAY_XATTR_PREFIXES: [&str; 3] =
+    ["user.overlay.", "user.fuseoverlayfs.", "user.containers."];
+
 /// The xattrs a layer carries: file capabilities and user attributes, not
 /// overlayfs' own bookkeeping.
 fn layer_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
@@ -60,7 +88,7 @@ fn layer_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         .filter(|n| !n.is_empty())
         .filter_map(|n| std::str::from_utf8(n).ok())
         .filter(|n| {
-            (n.starts_with("user.") && !n.starts_with("user.overlay."))
+            (n.starts_with("user.") && !OVERLAY_XATTR_PREFIXES.iter().any(|p| n.starts_with(p)))
                 || *n == "security.capability"
         })
         .filter_map(|n| get_xattr(path, n).map(|v| (n.to_string(), v)))
@@ -131,7 +159,7 @@ impl<W: Write> Writer<W> {
         if ft.is_dir() {
             let mut h = self.header(&m, tar::EntryType::Directory);
             self.tar.append_data(&mut h, rel, io::empty())?;
-            if get_xattr(&path, crate::rootless::opaque_xattr()).as_deref() == Some(b"y") {
+            if is_opaque(&path) {
                 let mut h = self.header(&m, tar::EntryType::Regular);
                 h.set_mode(0o644);
                 self.tar
@@ -186,7 +214,7 @@ impl<W: Write> Writer<W> {
         names.sort();
         for name in names {
             let child = rel.join(&name);
-            if opts.exclude.contains(&child) {
+            if opts.exclude.contains(&child) || FUSE_OPAQUE_ENTRIES.iter().any(|e| name == *e) {
                 continue;
             }
             if self.entry(&child)?.is_dir() {

@@ -6,6 +6,7 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+use berth_img::containers::Containers;
 use berth_img::reference::Reference;
 use berth_img::store::{Access, Store};
 use berth_img::{archive, import};
@@ -15,6 +16,8 @@ use super::Global;
 /// The flags of `commit`.
 #[derive(clap::Args)]
 pub struct CommitArgs {
+    /// A container (name or ID), or a bundle directory made by `bundle`.
+    #[arg(value_name = "CONTAINER|BUNDLE")]
     bundle: PathBuf,
     reference: String,
     #[arg(short, long)]
@@ -25,7 +28,15 @@ pub struct CommitArgs {
 pub fn commit(g: &Global, args: CommitArgs) -> Result<()> {
     let reference: Reference = args.reference.parse()?;
     let store = Store::open(&g.root, Access::Shared)?;
-    let record = archive::commit(&store, &args.bundle, &reference, args.message.as_deref())?;
+    // docker's form names a container; a path to a bundle wins.
+    let bundle = match args.bundle.to_str() {
+        Some(name) if !args.bundle.exists() => {
+            let cs = Containers::new(&store, g.runtime.as_deref())?;
+            cs.bundle_dir(&cs.get(name)?.key)
+        }
+        _ => args.bundle,
+    };
+    let record = archive::commit(&store, &bundle, &reference, args.message.as_deref())?;
     writeln!(std::io::stdout(), "{}", record.config)?;
     Ok(())
 }

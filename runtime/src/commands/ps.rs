@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 pub fn ps(g: &Global, id: &str, json: bool, ps_args: &[String]) -> Result<()> {
     let c = Container::load(&g.root, id)?;
-    let pids = c.cgroup().pids(&c.layout);
+    let pids = c.pids();
     if json {
         crate::outln!(
             "{}",
