@@ -322,7 +322,11 @@ impl Manager {
             Err(e) if e.name == "org.freedesktop.systemd1.NoSuchUnit" => return Ok(()),
             Err(e) => return Err(remote(&what, e)),
         };
-        self.wait_job(&job)?;
+        // As runc: a stop job that does not finish in time is a warning;
+        // the unit goes once its processes have (delete killed them).
+        if let Err(e) = self.wait_job(&job) {
+            tracing::warn!("{what}: {e}; continuing");
+        }
         // A scope whose processes were killed may be left "failed":
         // forget it, so the name can be used again.
         let _ = self.call(
