@@ -82,29 +82,100 @@ fn watch_v1(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
         let _control = control;
         let mut f = File::from(efd);
         let mut buf = [0u8; 8];
-        // The eventfd also fires when the cgroup is removed: then stop.
+        // The eventfd counts each OOM and, once, the cgroup's removal: a
+        // count above one read after the removal still holds an OOM.
         while f.read_exact(&mut buf).is_ok() {
-            if !dir.exists() {
+            let count = u64::from_ne_bytes(buf);
+            let gone = !dir.exists();
+            if !gone || count > 1 {
+                on_oom();
+            }
+            if gone {
                 break;
             }
-            on_oom();
         }
     });
     Ok(())
 }
 
-fn oom_kills(events: &Path) -> u64 {
-    std::fs::read_to_string(events)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// The `oom_kill` count of a cgroup v2 `memory.events`, None once the
+/// cgroup is gone.
+fn oom_kills(events: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(events).ok()?;
+    Some(
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// What a cgroup v2 watch knows of a container's OOM kills.
+///
+/// The kernel notifies `memory.events` at most once per 10 ms and drops a
+/// deferred notification when the cgroup is removed; systemd removes a
+/// scope's cgroup as soon as it empties. So an OOM kill that follows the
+/// limit being hit by a few ms (the usual order: `max`, then `oom`, then
+/// `oom_kill`) can leave no notification and no file to read. The parent's
+/// `memory.events` counts its children's kills too and stays: a kill
+/// counted there after the container hit its limit, with the container's
+/// cgroup gone before its own count could be read, is taken as the
+/// container's. (Only a sibling's OOM kill in that same window could be
+/// mistaken for it.)
+#[derive(Debug)]
+struct Kills {
+    /// The container's `oom_kill` count already reported.
+    container: u64,
+    /// The parent's `oom_kill` count when the container's was last read.
+    parent: u64,
+    /// The container hit its limit and no kill was seen since.
+    pending: bool,
+}
+
+impl Kills {
+    fn new(container: u64, parent: Option<u64>) -> Self {
+        Kills {
+            container,
+            parent: parent.unwrap_or(0),
+            pending: false,
+        }
+    }
+
+    /// Takes one read after a notification: `modified` when the
+    /// container's `memory.events` changed, the parent's count read before
+    /// the container's (None when there is none), and the container's
+    /// (None once its cgroup is gone). True when there is a new OOM kill.
+    fn read(&mut self, modified: bool, parent: Option<u64>, container: Option<u64>) -> bool {
+        match container {
+            Some(now) if now > self.container => {
+                // The parent's count was read first and may not hold these
+                // kills yet.
+                let delta = now - self.container;
+                self.parent = parent.unwrap_or(0).max(self.parent + delta);
+                self.container = now;
+                self.pending = false;
+                true
+            }
+            Some(_) => {
+                self.pending |= modified;
+                self.parent = parent.unwrap_or(self.parent);
+                false
+            }
+            None => {
+                let new = (self.pending || modified) && parent.is_some_and(|p| p > self.parent);
+                self.pending = false;
+                new
+            }
+        }
+    }
 }
 
 fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), String> {
     let events = dir.join("memory.events");
+    // The root cgroup has no memory.events: no parent count to fall back on.
+    let parent_events = dir
+        .parent()
+        .map(|p| p.join("memory.events"))
+        .filter(|p| p.exists());
     // SAFETY: inotify_init1 returns a new fd or -1.
     let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
     if ifd < 0 {
@@ -122,29 +193,88 @@ fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
             std::io::Error::last_os_error()
         ));
     }
-    let mut seen = oom_kills(&events);
+    let parent_kills = move || parent_events.as_deref().and_then(oom_kills);
+    let first_parent = parent_kills();
+    let mut kills = Kills::new(oom_kills(&events).unwrap_or(0), first_parent);
     std::thread::spawn(move || {
         let mut f = File::from(ifd);
         let mut buf = [0u8; 4096];
         while let Ok(n) = f.read(&mut buf) {
             // IN_IGNORED: the watch went away with the cgroup.
-            let mut off = 0;
-            let mut gone = false;
+            let (mut off, mut gone, mut modified) = (0, n == 0, false);
             while off + 16 <= n {
                 let mask = u32::from_ne_bytes(buf[off + 4..off + 8].try_into().unwrap());
                 let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap()) as usize;
                 gone |= mask & libc::IN_IGNORED != 0;
+                modified |= mask & libc::IN_MODIFY != 0;
                 off += 16 + len;
             }
-            let now = oom_kills(&events);
-            if now > seen {
-                seen = now;
+            let parent = parent_kills();
+            let container = if gone { None } else { oom_kills(&events) };
+            if kills.read(modified, parent, container) {
+                if container.is_none() {
+                    log::info!(
+                        "{}: an OOM kill counted by the parent cgroup after the container's went",
+                        dir.display()
+                    );
+                }
                 on_oom();
             }
-            if gone || n == 0 {
+            if container.is_none() {
                 break;
             }
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kills;
+
+    #[test]
+    fn a_kill_read_in_the_container_is_reported_once() {
+        let mut k = Kills::new(0, Some(0));
+        assert!(
+            !k.read(true, Some(0), Some(0)),
+            "the limit hit, no kill yet"
+        );
+        assert!(
+            k.read(true, Some(0), Some(1)),
+            "the kill, parent read before it"
+        );
+        assert!(!k.read(true, Some(1), Some(1)));
+        // Gone afterwards: the parent's count holds only the kill reported.
+        assert!(!k.read(false, Some(1), None));
+    }
+
+    #[test]
+    fn a_kill_whose_notification_went_with_the_cgroup_is_found_in_the_parent() {
+        let mut k = Kills::new(0, Some(4));
+        assert!(
+            !k.read(true, Some(4), Some(0)),
+            "max notified, kill deferred"
+        );
+        assert!(
+            k.read(false, Some(5), None),
+            "cgroup removed, parent counted it"
+        );
+    }
+
+    #[test]
+    fn a_removal_after_no_limit_hit_is_no_kill_even_if_a_sibling_was_killed() {
+        let mut k = Kills::new(0, Some(0));
+        assert!(!k.read(false, Some(3), None));
+        let mut k = Kills::new(2, Some(2));
+        // A sibling's kill between reads moves the baseline, not the verdict.
+        assert!(!k.read(true, Some(3), Some(2)));
+        assert!(!k.read(false, Some(3), None));
+    }
+
+    #[test]
+    fn without_a_parent_count_a_lost_kill_stays_unknown() {
+        let mut k = Kills::new(0, None);
+        assert!(!k.read(true, None, Some(0)));
+        assert!(!k.read(false, None, None));
+    }
 }
