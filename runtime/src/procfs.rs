@@ -45,32 +45,43 @@ pub struct ProcRoot {
 impl ProcRoot {
     /// Opens and verifies a procfs root (see the module comment for the order).
     pub fn open() -> Result<ProcRoot> {
-        let private = sys::fs_mount(
-            c"proc",
-            &[],
-            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
-        );
-        let candidates = [
-            private.ok(),
-            sys::open_tree(
-                libc::AT_FDCWD,
-                c"/proc",
-                sys::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
-            )
-            .ok(),
-            sys::openat2(
-                libc::AT_FDCWD,
-                c"/proc",
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-                sys::RESOLVE_NO_SYMLINKS,
-            )
-            .ok(),
+        // Tried one after another, not all made up front: an unused
+        // detached mount costs its teardown (an RCU grace period) for
+        // nothing.
+        let candidates: [&dyn Fn() -> io::Result<OwnedFd>; 3] = [
+            &|| {
+                sys::fs_mount(
+                    c"proc",
+                    &[],
+                    sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC,
+                )
+            },
+            &|| {
+                sys::open_tree(
+                    libc::AT_FDCWD,
+                    c"/proc",
+                    sys::OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+                )
+            },
+            &|| {
+                sys::openat2(
+                    libc::AT_FDCWD,
+                    c"/proc",
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    0,
+                    sys::RESOLVE_NO_SYMLINKS,
+                )
+            },
         ];
         let mut last = None;
-        for fd in candidates.into_iter().flatten() {
-            match verify_root(fd.as_fd()).and_then(|()| own_pid(fd.as_fd())) {
-                Ok(self_pid) => return Ok(ProcRoot { fd, self_pid }),
+        for open in candidates {
+            let verified = open().and_then(|fd| {
+                verify_root(fd.as_fd())
+                    .and_then(|()| own_pid(fd.as_fd()))
+                    .map(|self_pid| ProcRoot { fd, self_pid })
+            });
+            match verified {
+                Ok(root) => return Ok(root),
                 Err(e) => last = Some(e),
             }
         }
