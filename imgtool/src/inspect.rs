@@ -124,6 +124,7 @@ pub fn container(cs: &Containers, c: &Container) -> Value {
     if let Some(h) = &c.healthcheck {
         config["Healthcheck"] = serde_json::to_value(h).expect("JSON");
     }
+    let (driver, graph_data) = graph_driver(&cs.bundle_dir(&c.key));
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -137,7 +138,7 @@ pub fn container(cs: &Containers, c: &Container) -> Value {
         "LogPath": if c.detached { json!(cs.log_path(&c.key)) } else { json!("") },
         "Name": format!("/{}", c.name),
         "RestartCount": state.restart_count,
-        "Driver": "overlay",
+        "Driver": driver,
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
@@ -149,17 +150,39 @@ pub fn container(cs: &Containers, c: &Container) -> Value {
             "AutoRemove": c.auto_remove,
         },
         "GraphDriver": {
-            "Name": "overlay",
-            "Data": {
-                "UpperDir": cs.bundle_dir(&c.key).join(".overlay/upper"),
-                "WorkDir": cs.bundle_dir(&c.key).join(".overlay/work"),
-                "MergedDir": cs.bundle_dir(&c.key).join("rootfs"),
-            },
+            "Name": driver,
+            "Data": graph_data,
         },
         "Mounts": c.mounts,
         "Config": config,
         "NetworkSettings": network_settings(c, sb.as_ref()),
     })
+}
+
+/// docker's `GraphDriver` for a container's bundle, as it was mounted:
+/// `overlay` (with podman's `MountProgram` when fuse-overlayfs stacks it)
+/// or, for a rootfs copied out of the layers, docker's name for copies,
+/// `vfs`.
+fn graph_driver(bundle: &std::path::Path) -> (&'static str, Value) {
+    // A bundle without metadata yet (being made) shows as overlay.
+    let rootfs = crate::bundle::metadata(bundle)
+        .map(|m| m.rootfs)
+        .unwrap_or_default();
+    let merged = bundle.join("rootfs");
+    match rootfs.as_str() {
+        "copy" => ("vfs", json!({ "MergedDir": merged })),
+        kind => {
+            let mut data = json!({
+                "UpperDir": bundle.join(".overlay/upper"),
+                "WorkDir": bundle.join(".overlay/work"),
+                "MergedDir": merged,
+            });
+            if kind == crate::overlay::Kind::Fuse.name() {
+                data["MountProgram"] = json!(crate::overlay::Kind::Fuse.name());
+            }
+            ("overlay", data)
+        }
+    }
 }
 
 /// docker's PORTS column: published ports, then EXPOSEd ones that are
@@ -265,4 +288,41 @@ pub fn ps_headers() -> Value {
         "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
         "LocalVolumes": "LOCAL VOLUMES",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::graph_driver;
+
+    #[test]
+    fn the_graph_driver_is_how_the_bundle_was_mounted() {
+        let dir = std::env::temp_dir().join(format!("berth-img-graph-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with = |rootfs: &str| {
+            let meta = serde_json::json!({
+                "image": "i", "manifest": format!("sha256:{}", "0".repeat(64)),
+                "config": format!("sha256:{}", "1".repeat(64)),
+                "rootfs": rootfs, "store": "/s", "layers": [],
+            });
+            std::fs::write(
+                dir.join(crate::bundle::METADATA),
+                serde_json::to_vec(&meta).unwrap(),
+            )
+            .unwrap();
+            graph_driver(&dir)
+        };
+        let (name, data) = with("overlay");
+        assert_eq!(name, "overlay");
+        assert!(data.get("MountProgram").is_none() && data["UpperDir"].is_string());
+        let (name, data) = with("fuse-overlayfs");
+        assert_eq!(
+            (name, &data["MountProgram"]),
+            ("overlay", &"fuse-overlayfs".into())
+        );
+        let (name, data) = with("copy");
+        assert_eq!(name, "vfs");
+        assert!(data.get("UpperDir").is_none() && data["MergedDir"].is_string());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(graph_driver(&dir).0, "overlay", "no metadata yet");
+    }
 }

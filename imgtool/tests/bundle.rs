@@ -334,6 +334,18 @@ fn fuse_overlayfs_stacks_layers_as_the_kernel_does() {
     img.ok(&["rm-bundle", b.to_str().unwrap()]);
     assert_eq!(mounts_below(&b).len(), 0);
 
+    // inspect says how a container's rootfs is stacked, as podman's does.
+    img.ok(&with(
+        &fuse,
+        &["create", "--net", "none", "--name", "fzc", "fz:1", "true"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&img.ok(&["inspect", "fzc"])).unwrap();
+    let driver = &v[0]["GraphDriver"];
+    assert_eq!(driver["Name"], "overlay", "{driver}");
+    assert_eq!(driver["Data"]["MountProgram"], "fuse-overlayfs", "{driver}");
+    img.ok(&["rm", "fzc"]);
+    assert_eq!(mounts_below(&img.root).len(), 0);
+
     // The committed layer hides /etc/group and replaces /o, in tar form.
     let tar = s.path("fz2.tar");
     img.ok(&["save", "-o", tar.to_str().unwrap(), "fz:2"]);
