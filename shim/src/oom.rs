@@ -1,7 +1,8 @@
 //! OOM notifications from a container's memory cgroup, which the shim
 //! turns into TaskOOM events as the runc shim does: on cgroup v1 an eventfd
 //! registered on `memory.oom_control`, on cgroup v2 inotify on
-//! `memory.events` (its `oom_kill` count).
+//! `memory.events` (its `oom_kill` count) until `cgroup.events` says the
+//! container is empty.
 
 use std::fs::File;
 use std::io::Read;
@@ -169,8 +170,32 @@ impl Kills {
     }
 }
 
+/// Whether `cgroup.events` says the cgroup still has processes; false once
+/// it is empty or gone.
+fn populated(cgroup_events: &Path) -> bool {
+    std::fs::read_to_string(cgroup_events)
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == "populated 1"))
+}
+
+/// inotify_add_watch(IN_MODIFY) of `path`: the watch descriptor.
+fn watch_modify(ifd: &OwnedFd, path: &Path) -> Result<i32, String> {
+    let c =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: a valid path and our inotify fd.
+    let wd = unsafe { libc::inotify_add_watch(ifd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
+    if wd < 0 {
+        return Err(format!(
+            "watch {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(wd)
+}
+
 fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), String> {
     let events = dir.join("memory.events");
+    let cgroup_events = dir.join("cgroup.events");
     // The root cgroup has no memory.events: no parent count to fall back on.
     let parent_events = dir
         .parent()
@@ -183,16 +208,12 @@ fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
     }
     // SAFETY: a fresh fd we own.
     let ifd = unsafe { OwnedFd::from_raw_fd(ifd) };
-    let path =
-        std::ffi::CString::new(events.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: a valid path and our inotify fd.
-    if unsafe { libc::inotify_add_watch(ifd.as_raw_fd(), path.as_ptr(), libc::IN_MODIFY) } < 0 {
-        return Err(format!(
-            "watch {}: {}",
-            events.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
+    let memory_wd = watch_modify(&ifd, &events)?;
+    // The container's end is `populated 0` in cgroup.events, notified when
+    // its last process exits, while its cgroup and final counts may still
+    // be there. The cgroup's removal is no signal: inotify reports it
+    // (IN_IGNORED) for a cgroup file only once the kernel evicts the inode.
+    watch_modify(&ifd, &cgroup_events)?;
     let parent_kills = move || parent_events.as_deref().and_then(oom_kills);
     let first_parent = parent_kills();
     let mut kills = Kills::new(oom_kills(&events).unwrap_or(0), first_parent);
@@ -200,15 +221,18 @@ fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
         let mut f = File::from(ifd);
         let mut buf = [0u8; 4096];
         while let Ok(n) = f.read(&mut buf) {
-            // IN_IGNORED: the watch went away with the cgroup.
             let (mut off, mut gone, mut modified) = (0, n == 0, false);
             while off + 16 <= n {
+                let wd = i32::from_ne_bytes(buf[off..off + 4].try_into().unwrap());
                 let mask = u32::from_ne_bytes(buf[off + 4..off + 8].try_into().unwrap());
                 let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap()) as usize;
                 gone |= mask & libc::IN_IGNORED != 0;
-                modified |= mask & libc::IN_MODIFY != 0;
+                modified |= wd == memory_wd && mask & libc::IN_MODIFY != 0;
                 off += 16 + len;
             }
+            // In this order: once empty, every kill is counted before the
+            // counts are read, in the container and in its parent.
+            let ended = gone || !populated(&cgroup_events);
             let parent = parent_kills();
             let container = if gone { None } else { oom_kills(&events) };
             if kills.read(modified, parent, container) {
@@ -220,7 +244,7 @@ fn watch_v2(dir: PathBuf, on_oom: impl Fn() + Send + 'static) -> Result<(), Stri
                 }
                 on_oom();
             }
-            if container.is_none() {
+            if ended || container.is_none() {
                 break;
             }
         }
