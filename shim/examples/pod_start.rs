@@ -1,14 +1,15 @@
 //! Pod start latency through containerd's CRI, for `hack/bench`: what the
 //! kubelet waits for when it starts a pod. Each sample is RunPodSandbox
 //! (the pause container) → CreateContainer → StartContainer until
-//! ContainerStatus says RUNNING, for one runtime handler; the pod is then
-//! stopped and removed outside the timing. Prints one JSON line with the
-//! samples in milliseconds.
+//! ContainerStatus says RUNNING; the pod is then stopped and removed outside
+//! the timing. The handlers take turns, one pod each per round, so none of
+//! them inherits another's teardown (see hack/interleave). Prints one JSON
+//! line per handler with its samples in milliseconds.
 //!
-//! `pod_start SOCKET HANDLER RUNS IMAGE CGROUP_PARENT`: the containerd
-//! socket, a runtime handler its CRI config names, the number of samples,
-//! an image in the k8s.io namespace to run `sleep`, and the pods' cgroup
-//! parent (a cgroupfs path, as the kubelet's cgroupfs driver gives).
+//! `pod_start SOCKET HANDLER[,HANDLER...] RUNS IMAGE CGROUP_PARENT`: the
+//! containerd socket, runtime handlers its CRI config names, the number of
+//! rounds, an image in the k8s.io namespace to run `sleep`, and the pods'
+//! cgroup parent (a cgroupfs path, as the kubelet's cgroupfs driver gives).
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,11 @@ type Client = cri::runtime_service_client::RuntimeServiceClient<tonic::transport
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, socket, handler, runs, image, parent] = args.as_slice() else {
-        eprintln!("usage: pod_start SOCKET HANDLER RUNS IMAGE CGROUP_PARENT");
+    let [_, socket, handlers, runs, image, parent] = args.as_slice() else {
+        eprintln!("usage: pod_start SOCKET HANDLER[,HANDLER...] RUNS IMAGE CGROUP_PARENT");
         std::process::exit(2);
     };
+    let handlers: Vec<&str> = handlers.split(',').collect();
     let runs: usize = runs.parse().expect("RUNS: a number");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -44,25 +46,29 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("connect to {socket}: {e}"));
         let mut client = Client::new(channel);
-        let mut samples = Vec::with_capacity(runs);
+        let mut samples = vec![Vec::with_capacity(runs); handlers.len()];
         for n in 0..runs {
-            let t0 = Instant::now();
-            let pod = start_pod(&mut client, handler, image, parent, n).await;
-            samples.push(t0.elapsed().as_secs_f64() * 1000.0);
-            remove_pod(&mut client, &pod).await;
+            for (handler, samples) in handlers.iter().zip(&mut samples) {
+                let t0 = Instant::now();
+                let pod = start_pod(&mut client, handler, image, parent, n).await;
+                samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+                remove_pod(&mut client, &pod).await;
+            }
         }
         samples
     });
-    let mut sorted = samples.clone();
-    sorted.sort_by(f64::total_cmp);
-    println!(
-        "{}",
-        serde_json::json!({
-            "handler": handler,
-            "median_ms": sorted[sorted.len() / 2],
-            "samples_ms": samples,
-        })
-    );
+    for (handler, samples) in handlers.iter().zip(samples) {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "{}",
+            serde_json::json!({
+                "handler": handler,
+                "median_ms": sorted[sorted.len() / 2],
+                "samples_ms": samples,
+            })
+        );
+    }
 }
 
 /// Starts pod number `n` with one `sleep` container; returns the pod's id
