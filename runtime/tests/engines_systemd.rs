@@ -177,6 +177,29 @@ impl Drop for Containerd {
     }
 }
 
+/// The pid of the containerd-shim-berth-v2 serving container `id`.
+fn berth_shim_pid(id: &str) -> String {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("containerd-shim-berth-v2 .*-id {id}( |$)")])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout);
+    let pid = pids.lines().next();
+    pid.unwrap_or_else(|| panic!("no berth shim for {id}"))
+        .to_string()
+}
+
+/// How many inotify instances the process holds open.
+fn inotify_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+        })
+        .count()
+}
+
 /// containerd 1.7 with SystemdCgroup, through both shims.
 #[test]
 fn containerd_with_systemd_cgroups() {
@@ -251,8 +274,21 @@ fn containerd_with_systemd_cgroups() {
         let max = std::fs::read_to_string(format!("/sys/fs/cgroup/system.slice/{unit}/memory.max"))
             .unwrap();
         assert_eq!(max.trim(), "67108864", "{name}");
+        // The berth shim's OOM watch (an inotify fd) ends with the
+        // container's last process, not with its cgroup's removal, which
+        // inotify may never report: a shim serving a pod would gather them.
+        let shim = (name == "berth-shim").then(|| berth_shim_pid(&id));
+        if let Some(shim) = &shim {
+            assert_eq!(inotify_fds(shim), 1, "{name}: the OOM watch");
+        }
         ok(c.ctr(&["task", "kill", "-s", "SIGTERM", &id]), "kill");
         assert!(wait_until(20, || ok(c.ctr(&["task", "ls"]), "ls").contains("STOPPED")));
+        if let Some(shim) = &shim {
+            assert!(
+                wait_until(10, || inotify_fds(shim) == 0),
+                "{name}: the shim still watches the exited container's cgroup"
+            );
+        }
         ok(c.ctr(&["task", "delete", &id]), "task delete");
         ok(c.ctr(&["container", "rm", &id]), "container rm");
         assert!(
